@@ -1,0 +1,65 @@
+"""trading_ws: Trio-native real-time market data from Indian brokers through one typed API."""
+
+from ._backoff import Backoff as Backoff
+from ._errors import (
+    AuthenticationError as AuthenticationError,
+    ConfigurationError as ConfigurationError,
+    ConnectError as ConnectError,
+    ConnectTimeout as ConnectTimeout,
+    DecodeError as DecodeError,
+    FeedClosedError as FeedClosedError,
+    RateLimitedError as RateLimitedError,
+    SubscriptionError as SubscriptionError,
+    SubscriptionLimitError as SubscriptionLimitError,
+    TradingWsError as TradingWsError,
+)
+from ._model import (
+    IST as IST,
+    Broker as Broker,
+    BrokerError as BrokerError,
+    BrokerMessage as BrokerMessage,
+    Connected as Connected,
+    Depth as Depth,
+    DepthLevel as DepthLevel,
+    Disconnected as Disconnected,
+    Event as Event,
+    Mode as Mode,
+    Ohlc as Ohlc,
+    OrderUpdate as OrderUpdate,
+    Reconnecting as Reconnecting,
+    Resubscribed as Resubscribed,
+    StatusEvent as StatusEvent,
+    Tick as Tick,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "IST",
+    "AuthenticationError",
+    "Backoff",
+    "Broker",
+    "BrokerError",
+    "BrokerMessage",
+    "ConfigurationError",
+    "ConnectError",
+    "ConnectTimeout",
+    "Connected",
+    "DecodeError",
+    "Depth",
+    "DepthLevel",
+    "Disconnected",
+    "Event",
+    "FeedClosedError",
+    "Mode",
+    "Ohlc",
+    "OrderUpdate",
+    "RateLimitedError",
+    "Reconnecting",
+    "Resubscribed",
+    "StatusEvent",
+    "SubscriptionError",
+    "SubscriptionLimitError",
+    "Tick",
+    "TradingWsError",
+]

@@ -1,0 +1,1 @@
+"""Broker protocols: one subpackage per broker (`trading_ws.brokers.kite`, ...)."""
