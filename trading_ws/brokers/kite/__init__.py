@@ -9,13 +9,25 @@ from ._codec import (
     encode_text as encode_text,
     price_divisor as price_divisor,
 )
+from ._feed import (
+    KITE_WS_URL as KITE_WS_URL,
+    MAX_INSTRUMENTS_PER_CONNECTION as MAX_INSTRUMENTS_PER_CONNECTION,
+    KiteFeed as KiteFeed,
+    KiteFeedStatistics as KiteFeedStatistics,
+    open_kite_feed as open_kite_feed,
+)
 
 __all__ = [
+    "KITE_WS_URL",
+    "MAX_INSTRUMENTS_PER_CONNECTION",
     "ControlMessage",
+    "KiteFeed",
+    "KiteFeedStatistics",
     "decode_control",
     "decode_frame",
     "encode_control",
     "encode_frame",
     "encode_text",
+    "open_kite_feed",
     "price_divisor",
 ]

@@ -1,0 +1,267 @@
+"""WebSocket plumbing shared by the broker feeds: URL policy, secret redaction, a tuned connect that maps
+trio-websocket's and the OS's errors to ours, and a nursery that does not wrap a lone error in a group.
+
+No broker wire format is known here.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+import ssl
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import NoReturn
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import attrs
+import trio
+import trio_websocket
+
+from ._errors import (
+    AuthenticationError,
+    ConfigurationError,
+    ConnectError,
+    ConnectTimeout,
+    RateLimitedError,
+)
+
+__all__ = [
+    "RECEIVE_BUFFER_SIZE",
+    "RedactSecretsFilter",
+    "WsEndpoint",
+    "is_loopback_host",
+    "open_service_nursery",
+    "open_ws",
+    "parse_ws_url",
+    "redact_url",
+]
+
+logger = logging.getLogger("trading_ws")
+
+# Measured here: the defaults (4 KiB receive buffer, a queue of 1 message) cost about 3x per frame.
+RECEIVE_BUFFER_SIZE = 65536
+MESSAGE_QUEUE_SIZE = 64
+
+#: Query parameters whose values are secrets and never printed.
+SECRET_PARAMS = frozenset(
+    {"access_token", "token", "api_secret", "secretkey", "secret_key", "public_token", "enctoken"}
+)
+
+
+def redact_url(url: str) -> str:
+    """The URL with every secret query value replaced by ``***`` (safe to log or show)."""
+    parts = urlsplit(url)
+    if not parts.query:
+        return url
+    query = [
+        (key, "***" if key.lower() in SECRET_PARAMS else value)
+        for key, value in parse_qsl(parts.query, keep_blank_values=True)
+    ]
+    return urlunsplit(parts._replace(query=urlencode(query, safe="*")))
+
+
+_SECRET_IN_TEXT = re.compile(
+    r"(?i)\b(" + "|".join(sorted(SECRET_PARAMS)) + r")=([^&\s'\"]+)",
+)
+
+
+class RedactSecretsFilter(logging.Filter):
+    """Rewrites a log record so that secret query values (``access_token=...``) read ``***``.
+
+    trio-websocket logs the full request URL at DEBUG level ("Connecting to ws://...?access_token=...").
+    The library installs this filter on the ``trio-websocket`` logger (a filter, not a handler: where
+    records go stays the application's choice) so that a credential never reaches a log.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = _SECRET_IN_TEXT.sub(r"\1=***", message)
+        if redacted != message:
+            record.msg = redacted
+            record.args = ()
+        return True
+
+
+_REDACT_FILTER = RedactSecretsFilter()
+logging.getLogger("trio-websocket").addFilter(_REDACT_FILTER)
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost`` and addresses in 127.0.0.0/8 or ``::1``."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@attrs.frozen
+class WsEndpoint:
+    """Where a WebSocket connects: host, port, path (with no query) and TLS."""
+
+    host: str
+    port: int
+    path: str
+    tls: bool
+
+
+def parse_ws_url(url: str, *, allow_insecure: bool = False) -> WsEndpoint:
+    """Check and split a ``ws://`` or ``wss://`` root URL.
+
+    Plain ``ws://`` is accepted only for loopback hosts unless `allow_insecure` is true, so credentials
+    never cross a network in clear text by accident.
+
+    Raises:
+        ConfigurationError: another scheme, no host, a query string, or an insecure non-loopback URL.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("ws", "wss"):
+        raise ConfigurationError(f"expected a ws:// or wss:// URL, got {redact_url(url)!r}")
+    if not parts.hostname:
+        raise ConfigurationError(f"URL has no host: {redact_url(url)!r}")
+    if parts.query:
+        raise ConfigurationError("give the root URL without a query; credentials are added by the feed")
+    tls = parts.scheme == "wss"
+    if not tls and not allow_insecure and not is_loopback_host(parts.hostname):
+        raise ConfigurationError(
+            f"refusing plain ws:// to non-loopback host {parts.hostname!r}: credentials would travel "
+            "unencrypted (use wss://, or pass allow_insecure=True)"
+        )
+    port = parts.port or (443 if tls else 80)
+    return WsEndpoint(parts.hostname, port, parts.path or "/", tls)
+
+
+def _map_error(exc: BaseException, endpoint: WsEndpoint, connect_timeout: float) -> BaseException:
+    """Our exception for a third-party one (or `exc` itself when it is ours, or not an error to map)."""
+    if isinstance(exc, trio.TooSlowError):
+        return ConnectTimeout(f"no WebSocket handshake within {connect_timeout} s")
+    if isinstance(exc, trio_websocket.ConnectionRejected):
+        status = exc.status_code
+        if status in (401, 403):
+            return AuthenticationError(f"broker refused the credentials (HTTP {status})")
+        if status == 429:
+            return RateLimitedError("broker refused the connection: too many (HTTP 429)")
+        return ConnectError(f"broker refused the WebSocket handshake (HTTP {status})")
+    if isinstance(exc, (trio_websocket.HandshakeError, trio_websocket.ConnectionClosed)):
+        return ConnectError(f"WebSocket handshake failed: {type(exc).__name__}")
+    if isinstance(exc, (OSError, trio.BrokenResourceError)):
+        return ConnectError(f"cannot connect to {endpoint.host}:{endpoint.port}: {exc}")
+    return exc
+
+
+@asynccontextmanager
+async def open_ws(
+    endpoint: WsEndpoint,
+    resource: str,
+    *,
+    headers: list[tuple[bytes, bytes]],
+    connect_timeout: float,
+    close_timeout: float,
+    max_message_size: int = 4 * 1024 * 1024,
+    ssl_context: ssl.SSLContext | None = None,
+) -> AsyncIterator[trio_websocket.WebSocketConnection]:
+    """Open a tuned WebSocket for the duration of the block; its reader task lives inside.
+
+    TLS verification is on for ``wss://`` (the default SSL context) unless a context is passed. On
+    exit the closing handshake gets `close_timeout` seconds (shielded), then the socket is closed.
+    Errors of the body pass through unchanged (not wrapped in a group).
+
+    Raises:
+        AuthenticationError: HTTP 401 or 403 at the handshake.
+        RateLimitedError: HTTP 429 at the handshake.
+        ConnectTimeout: the TCP connect and handshake took longer than `connect_timeout`.
+        ConnectError: anything else that stopped the connection (refused, reset, other HTTP status).
+    """
+    stream: trio.SocketStream | trio.SSLStream[trio.SocketStream] | None = None
+    try:
+        async with trio.open_nursery() as nursery:
+            with trio.fail_after(connect_timeout):
+                if endpoint.tls:
+                    stream = await trio.open_ssl_over_tcp_stream(
+                        endpoint.host,
+                        endpoint.port,
+                        ssl_context=ssl_context or ssl.create_default_context(),
+                        https_compatible=True,
+                    )
+                else:
+                    stream = await trio.open_tcp_stream(endpoint.host, endpoint.port)
+                default_port = 443 if endpoint.tls else 80
+                host_header = (
+                    endpoint.host if endpoint.port == default_port else f"{endpoint.host}:{endpoint.port}"
+                )
+                ws = await trio_websocket.wrap_client_stream(
+                    nursery,
+                    stream,
+                    host_header,
+                    resource,
+                    extra_headers=headers,
+                    message_queue_size=MESSAGE_QUEUE_SIZE,
+                    max_message_size=max_message_size,
+                    receive_buffer_size=RECEIVE_BUFFER_SIZE,
+                )
+            try:
+                yield ws
+            finally:
+                with trio.move_on_after(close_timeout, shield=True):
+                    await ws.aclose()
+                nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        errors = [leaf for leaf in _leaves(group) if not isinstance(leaf, trio.Cancelled)]
+        if not errors:
+            raise  # only cancellation: let the cancel scopes see it as it is
+        if len(errors) > 1:
+            raise ConnectError(f"connection to {endpoint.host}:{endpoint.port} failed") from group
+        mapped = _map_error(errors[0], endpoint, connect_timeout)
+        if mapped is errors[0]:
+            _reraise_leaf(mapped)
+        raise mapped from None
+    except BaseException as exc:
+        mapped = _map_error(exc, endpoint, connect_timeout)
+        if mapped is exc:
+            raise
+        raise mapped from None
+    finally:
+        if stream is not None:
+            # trio-websocket leaves the stream open when the handshake is refused; we own it.
+            await trio.aclose_forcefully(stream)
+
+
+def _reraise_leaf(exc: BaseException) -> NoReturn:
+    # Re-raise without chaining the group as context (trio-websocket's recipe, trio#1559).
+    context = exc.__context__
+    try:
+        raise exc
+    finally:
+        exc.__context__ = context
+        del exc, context
+
+
+@asynccontextmanager
+async def open_service_nursery() -> AsyncIterator[trio.Nursery]:
+    """A nursery for a library's background tasks that raises a lone error as itself.
+
+    The library's own background tasks never raise once started (they record failures and hand them to
+    the consumer), so the only exceptions that can leave this nursery are the body's own, or a startup
+    error from ``nursery.start``. When exactly one leaf exception is in the group, that exception is
+    raised unwrapped, so ``except AuthenticationError`` works for callers. Several leaves propagate as
+    the group itself.
+    """
+    try:
+        async with trio.open_nursery() as nursery:
+            yield nursery
+    except BaseExceptionGroup as group:
+        leaves = list(_leaves(group))
+        if len(leaves) == 1:
+            _reraise_leaf(leaves[0])
+        raise
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            yield from _leaves(exc)
+        else:
+            yield exc
