@@ -28,13 +28,17 @@ __all__ = [
     "Broker",
     "BrokerError",
     "BrokerMessage",
+    "Candle",
     "Connected",
     "Depth",
     "DepthLevel",
     "Disconnected",
     "Event",
+    "InstrumentPropertyChange",
+    "MarketStatus",
     "Mode",
     "Ohlc",
+    "OpenInterest",
     "OrderUpdate",
     "Reconnecting",
     "Resubscribed",
@@ -58,7 +62,8 @@ class Broker(enum.StrEnum):
 class Mode(enum.StrEnum):
     """How much market data a subscription carries, from least to most.
 
-    Modes are ordered: ``Mode.LTP < Mode.QUOTE < Mode.FULL``.
+    Modes are ordered by how much they carry: ``Mode.LTP < Mode.QUOTE < Mode.FULL`` (a plain string
+    such as ``"quote"`` compares by the same rank; an unknown one raises TypeError).
     """
 
     LTP = "ltp"
@@ -74,27 +79,34 @@ class Mode(enum.StrEnum):
         return _MODE_RANK[self]
 
     def __lt__(self, other: object) -> bool:
-        if not isinstance(other, Mode):
-            return NotImplemented
-        return _MODE_RANK[self] < _MODE_RANK[other]
+        rank = _rank_of(other)
+        return NotImplemented if rank is None else _MODE_RANK[self] < rank
 
     def __le__(self, other: object) -> bool:
-        if not isinstance(other, Mode):
-            return NotImplemented
-        return _MODE_RANK[self] <= _MODE_RANK[other]
+        rank = _rank_of(other)
+        return NotImplemented if rank is None else _MODE_RANK[self] <= rank
 
     def __gt__(self, other: object) -> bool:
-        if not isinstance(other, Mode):
-            return NotImplemented
-        return _MODE_RANK[self] > _MODE_RANK[other]
+        rank = _rank_of(other)
+        return NotImplemented if rank is None else _MODE_RANK[self] > rank
 
     def __ge__(self, other: object) -> bool:
-        if not isinstance(other, Mode):
-            return NotImplemented
-        return _MODE_RANK[self] >= _MODE_RANK[other]
+        rank = _rank_of(other)
+        return NotImplemented if rank is None else _MODE_RANK[self] >= rank
 
 
 _MODE_RANK = {Mode.LTP: 0, Mode.QUOTE: 1, Mode.FULL: 2}
+
+
+def _rank_of(other: object) -> int | None:
+    # Plain strings compare by rank too ("quote" < Mode.FULL), never alphabetically; an unknown string is
+    # a TypeError, and other types are not comparable (NotImplemented).
+    if not isinstance(other, str):
+        return None
+    try:
+        return _MODE_RANK[Mode(other)]
+    except ValueError:
+        raise TypeError(f"cannot compare a Mode with {other!r}") from None
 
 
 @attrs.define(slots=True)
@@ -304,5 +316,86 @@ class Resubscribed:
 StatusEvent: TypeAlias = Connected | Disconnected | Reconnecting | Resubscribed
 """Connection status events."""
 
-Event: TypeAlias = Tick | OrderUpdate | BrokerMessage | BrokerError | StatusEvent
+
+# ---------------------------------------------------------------------------------------------------------
+# Other market-data events (Symphony XTS message codes 1505, 1510, 1507 and 1105). Candles, open interest
+# and property changes can come once per instrument per minute or faster, so they are `attrs.define`
+# like `Tick`; market status messages are rare and frozen.
+
+
+@attrs.define(slots=True)
+class Candle:
+    """One bar (XTS 1505: one minute) for one instrument."""
+
+    broker: Broker
+    instrument_token: int
+    segment: int | None
+    bar_time: datetime
+    """The bar's time as the broker stamps it (timezone-aware)."""
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: int
+    """Quantity traded within the bar."""
+    open_interest: int | None
+    received_at: float
+    """Local receipt time, seconds since the UNIX epoch."""
+    symbol: str | None = None
+    """Exchange-qualified symbol such as ``"NSE:INFY"``; None until a manager resolves it."""
+
+
+@attrs.define(slots=True)
+class OpenInterest:
+    """An open-interest update for one derivative (XTS 1510)."""
+
+    broker: Broker
+    instrument_token: int
+    segment: int | None
+    open_interest: int
+    exchange_time: datetime | None
+    received_at: float
+    symbol: str | None = None
+
+
+@attrs.frozen
+class MarketStatus:
+    """A market (session) status message for a whole segment (XTS 1507), e.g. the pre-open starting."""
+
+    broker: Broker
+    segment: int | None
+    message: str
+    """The exchange's text, e.g. ``"THE NORMAL MARKET HAS PREOPENED FOR 22 JAN 2021"``."""
+    trading_session: int | None
+    """The broker's session code (XTS: not a verified enumeration), None if absent."""
+    exchange_time: datetime | None
+    received_at: float
+    market_type: int | None = None
+    """The broker's market type code (XTS ``maketType``, 1 = normal), None if absent."""
+
+
+@attrs.define(slots=True)
+class InstrumentPropertyChange:
+    """Instrument properties the exchange changed intraday (XTS 1105: price bands, tick size...)."""
+
+    broker: Broker
+    instrument_token: int
+    segment: int | None
+    properties: dict[str, str]
+    """Property name (such as ``"HighExecBand"``) -> value as sent; an unknown property keeps its numeric
+    code as the key."""
+    received_at: float
+
+
+Event: TypeAlias = (
+    Tick
+    | OrderUpdate
+    | BrokerMessage
+    | BrokerError
+    | StatusEvent
+    | Candle
+    | OpenInterest
+    | MarketStatus
+    | InstrumentPropertyChange
+)
 """Anything a feed yields."""

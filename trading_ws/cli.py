@@ -125,7 +125,7 @@ def _render_table(board: _Board) -> object:
     return table
 
 
-async def _render(board: _Board, *, live: bool, interval: float) -> None:
+async def _render(board: _Board, live: bool, interval: float) -> None:
     if live:
         from rich.live import Live
 
@@ -159,7 +159,7 @@ async def run_demo(
             url = await nursery.start(simulator.serve)
             async with open_kite_feed(DEMO_API_KEY, DEMO_ACCESS_TOKEN, url=url) as feed:
                 await feed.subscribe([i.kite_token for i in instruments], mode)
-                nursery.start_soon(_render, board, live=live, interval=0.25)
+                nursery.start_soon(_render, board, live, 0.25)
                 async for event in feed:
                     board.apply(event)
     if not live:

@@ -309,7 +309,7 @@ _TEXT_DECODER = msgspec.json.Decoder(_TextMessage)
 def _decode_text(text: str, received_at: float) -> Event:
     try:
         message = _TEXT_DECODER.decode(text)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeEncodeError) as exc:  # a str with lone surrogates is not UTF-8
         raise DecodeError(f"malformed Kite text message: {exc}", text) from exc
     kind = message.type
     data = message.data
@@ -462,7 +462,7 @@ def decode_control(raw: str | bytes) -> ControlMessage:
     """
     try:
         request = _REQUEST_DECODER.decode(raw)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeEncodeError) as exc:  # a str with lone surrogates is not UTF-8
         raise DecodeError(f"malformed Kite request: {exc}", raw) from exc
     if request.a in ("subscribe", "unsubscribe"):
         return ControlMessage(request.a, _tokens(request.v, raw))
