@@ -13,6 +13,21 @@ from ._errors import (
     SubscriptionLimitError as SubscriptionLimitError,
     TradingWsError as TradingWsError,
 )
+from ._fanout import (
+    Overflow as Overflow,
+    QueueStatistics as QueueStatistics,
+    SlowConsumerError as SlowConsumerError,
+)
+from ._manager import (
+    BrokerStatistics as BrokerStatistics,
+    ConnectionStatistics as ConnectionStatistics,
+    MarketData as MarketData,
+    MarketDataStatistics as MarketDataStatistics,
+    Subscription as Subscription,
+    SubscriptionStatistics as SubscriptionStatistics,
+    UnknownSymbolError as UnknownSymbolError,
+    open_market_data as open_market_data,
+)
 from ._model import (
     IST as IST,
     Broker as Broker,
@@ -23,16 +38,19 @@ from ._model import (
     DepthLevel as DepthLevel,
     Disconnected as Disconnected,
     Event as Event,
+    Gap as Gap,
     Mode as Mode,
     Ohlc as Ohlc,
     OrderUpdate as OrderUpdate,
     Reconnecting as Reconnecting,
     Resubscribed as Resubscribed,
+    Stale as Stale,
     StatusEvent as StatusEvent,
     Tick as Tick,
 )
-
-__version__ = "0.1.0"
+from ._ratelimit import RateLimit as RateLimit
+from ._version import __version__ as __version__
+from .brokers.kite import KiteBroker as KiteBroker
 
 __all__ = [
     "IST",
@@ -41,25 +59,40 @@ __all__ = [
     "Broker",
     "BrokerError",
     "BrokerMessage",
+    "BrokerStatistics",
     "ConfigurationError",
     "ConnectError",
     "ConnectTimeout",
     "Connected",
+    "ConnectionStatistics",
     "DecodeError",
     "Depth",
     "DepthLevel",
     "Disconnected",
     "Event",
     "FeedClosedError",
+    "Gap",
+    "KiteBroker",
+    "MarketData",
+    "MarketDataStatistics",
     "Mode",
     "Ohlc",
     "OrderUpdate",
+    "Overflow",
+    "QueueStatistics",
+    "RateLimit",
     "RateLimitedError",
     "Reconnecting",
     "Resubscribed",
+    "SlowConsumerError",
+    "Stale",
     "StatusEvent",
+    "Subscription",
     "SubscriptionError",
     "SubscriptionLimitError",
+    "SubscriptionStatistics",
     "Tick",
     "TradingWsError",
+    "UnknownSymbolError",
+    "open_market_data",
 ]

@@ -34,6 +34,7 @@ __all__ = [
     "DepthLevel",
     "Disconnected",
     "Event",
+    "Gap",
     "InstrumentPropertyChange",
     "MarketStatus",
     "Mode",
@@ -42,6 +43,7 @@ __all__ = [
     "OrderUpdate",
     "Reconnecting",
     "Resubscribed",
+    "Stale",
     "StatusEvent",
     "Tick",
 ]
@@ -313,7 +315,43 @@ class Resubscribed:
     at: float
 
 
-StatusEvent: TypeAlias = Connected | Disconnected | Reconnecting | Resubscribed
+@attrs.frozen
+class Gap:
+    """Ticks for `symbols` could not arrive between `start` and `end` (both UNIX-epoch seconds).
+
+    A manager sends it to a subscription after the connection carrying those symbols is back and
+    subscribed again; `start` is when the loss was noticed, `end` when data could flow again.
+    """
+
+    broker: Broker
+    connection: int
+    symbols: tuple[str, ...]
+    start: float
+    end: float
+
+    @property
+    def duration(self) -> float:
+        """Length of the gap in seconds."""
+        return self.end - self.start
+
+
+@attrs.frozen
+class Stale:
+    """No tick for `symbols` for at least `after` seconds while their connection was up (or since they
+    were subscribed, for symbols that never ticked: an acknowledged but silent subscription).
+
+    A manager with ``stale_after`` set sends it once per quiet spell; the next tick of a symbol is the
+    sign it is flowing again. A quiet market and a muted feed look alike on the wire: this tells you
+    which instruments to check, it does not reconnect.
+    """
+
+    broker: Broker
+    symbols: tuple[str, ...]
+    after: float
+    at: float
+
+
+StatusEvent: TypeAlias = Connected | Disconnected | Reconnecting | Resubscribed | Gap | Stale
 """Connection status events."""
 
 

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import attrs
 import trio
 
-from . import __version__
 from ._model import Connected, Disconnected, Mode, Reconnecting, Resubscribed, Tick
+from ._version import __version__
 from .brokers.kite import open_kite_feed
 from .sim import DEMO_ACCESS_TOKEN, DEMO_API_KEY, KiteSimulator, find_instrument
 

@@ -1,5 +1,6 @@
 """Zerodha Kite Connect v3 market data: the binary codec and the reconnecting feed."""
 
+from ._broker import KiteBroker as KiteBroker
 from ._codec import (
     ControlMessage as ControlMessage,
     decode_control as decode_control,
@@ -16,18 +17,22 @@ from ._feed import (
     KiteFeedStatistics as KiteFeedStatistics,
     open_kite_feed as open_kite_feed,
 )
+from ._instruments import KiteInstrument as KiteInstrument, parse_instruments_csv as parse_instruments_csv
 
 __all__ = [
     "KITE_WS_URL",
     "MAX_INSTRUMENTS_PER_CONNECTION",
     "ControlMessage",
+    "KiteBroker",
     "KiteFeed",
     "KiteFeedStatistics",
+    "KiteInstrument",
     "decode_control",
     "decode_frame",
     "encode_control",
     "encode_frame",
     "encode_text",
     "open_kite_feed",
+    "parse_instruments_csv",
     "price_divisor",
 ]

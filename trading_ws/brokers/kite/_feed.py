@@ -22,7 +22,6 @@ import attrs
 import trio
 import trio_websocket
 
-from ... import __version__
 from ..._backoff import Backoff
 from ..._errors import (
     AuthenticationError,
@@ -33,7 +32,9 @@ from ..._errors import (
     SubscriptionLimitError,
 )
 from ..._model import Broker, Connected, Disconnected, Event, Mode, Reconnecting, Resubscribed
+from ..._ratelimit import TokenBucket
 from ..._transport import open_service_nursery, open_ws, parse_ws_url, redact_url
+from ..._version import __version__
 from ._codec import decode_frame, encode_control
 
 __all__ = [
@@ -112,6 +113,7 @@ class KiteFeed:
         ssl_context: ssl.SSLContext | None,
         rng: random.Random | None,
         connection_id: int,
+        rate_limiter: TokenBucket | None = None,
     ) -> None:
         if not api_key or not access_token:
             raise ConfigurationError("api_key and access_token must not be empty")
@@ -134,6 +136,7 @@ class KiteFeed:
         self._ssl_context = ssl_context
         self._rng = rng if rng is not None else random.Random()
         self._connection_id = connection_id
+        self._limiter = rate_limiter
         self._modes: dict[int, Mode] = {}
         self._ws: trio_websocket.WebSocketConnection | None = None
         self._send_lock = trio.StrictFIFOLock()
@@ -289,6 +292,8 @@ class KiteFeed:
         try:
             for action, tokens, mode in requests:
                 if tokens:
+                    if self._limiter is not None:
+                        await self._limiter.acquire()
                     await ws.send_message(encode_control(action, tokens, mode))
         except trio_websocket.ConnectionClosed:
             logger.debug("connection closed while sending a request; it will be replayed on reconnect")
@@ -367,6 +372,8 @@ class KiteFeed:
 
     async def _connection(self, on_connected: Callable[[], None], attempt: int) -> None:
         """One connection, from handshake to loss; raises ConnectError (_ConnectionLost once up)."""
+        if self._limiter is not None:
+            await self._limiter.acquire()
         async with open_ws(
             self._endpoint,
             self._resource(),
@@ -454,6 +461,7 @@ async def open_kite_feed(
     ssl_context: ssl.SSLContext | None = None,
     rng: random.Random | None = None,
     connection_id: int = 0,
+    rate_limiter: TokenBucket | None = None,
 ) -> AsyncIterator[KiteFeed]:
     """Open one Kite ticker connection and keep it alive until the block ends.
 
@@ -480,6 +488,8 @@ async def open_kite_feed(
         ssl_context: TLS settings for ``wss://`` (default: the system's, with verification).
         rng: the random source of the backoff jitter (seed it for reproducible runs).
         connection_id: the index reported in status events.
+        rate_limiter: a token bucket shared with other connections to the same broker; every control
+            message and every connection attempt takes a token from it.
 
     Raises:
         AuthenticationError: the credentials were refused (after one renewal, with a provider).
@@ -502,6 +512,7 @@ async def open_kite_feed(
         ssl_context=ssl_context,
         rng=rng,
         connection_id=connection_id,
+        rate_limiter=rate_limiter,
     )
     async with open_service_nursery() as nursery:
         await nursery.start(feed._run)

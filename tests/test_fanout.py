@@ -1,0 +1,160 @@
+"""Subscriber queues: each overflow policy, exact drop counts, status events never dropped."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.testing
+
+from trading_ws import (
+    Broker,
+    Disconnected,
+    Event,
+    FeedClosedError,
+    Mode,
+    Overflow,
+    RateLimit,
+    SlowConsumerError,
+    Tick,
+)
+from trading_ws._fanout import SubscriberQueue
+from trading_ws._ratelimit import TokenBucket
+
+
+def tick(token: int, price: float) -> Tick:
+    return Tick(Broker.KITE, token, Mode.LTP, True, price, segment=1)
+
+
+def status() -> Disconnected:
+    return Disconnected(Broker.KITE, 0, "test", 0.0)
+
+
+async def drain(queue: SubscriberQueue) -> list[Event]:
+    return await queue.get_batch()
+
+
+async def test_within_capacity_every_policy_keeps_everything() -> None:
+    for policy in Overflow:
+        queue = SubscriberQueue(10, policy)
+        queue.put([tick(1, 1.0), tick(2, 2.0)])
+        queue.put([tick(3, 3.0)])
+        assert [e.instrument_token for e in await drain(queue) if isinstance(e, Tick)] == [1, 2, 3]
+        assert queue.statistics().dropped == 0
+        assert queue.statistics().received == 3
+
+
+async def test_drop_oldest_keeps_newest_and_counts() -> None:
+    queue = SubscriberQueue(3, Overflow.DROP_OLDEST)
+    queue.put([tick(1, 1.0), status(), tick(2, 2.0)])
+    queue.put([tick(3, 3.0), tick(4, 4.0), tick(5, 5.0)])
+    events = await drain(queue)
+    assert [e.last_price for e in events if isinstance(e, Tick)] == [3.0, 4.0, 5.0]
+    assert sum(isinstance(e, Disconnected) for e in events) == 1  # status kept, in front
+    stats = queue.statistics()
+    assert stats.dropped == 2
+    assert stats.received == 5
+    assert stats.peak == 3
+
+
+async def test_drop_newest_keeps_oldest_and_counts() -> None:
+    queue = SubscriberQueue(2, Overflow.DROP_NEWEST)
+    queue.put([tick(1, 1.0), tick(2, 2.0), tick(3, 3.0), status(), tick(4, 4.0)])
+    events = await drain(queue)
+    assert [e.last_price for e in events if isinstance(e, Tick)] == [1.0, 2.0]
+    assert isinstance(events[-1], Disconnected)
+    assert queue.statistics().dropped == 2
+
+
+async def test_conflate_keeps_latest_per_instrument_in_first_pending_order() -> None:
+    queue = SubscriberQueue(10, Overflow.CONFLATE)
+    queue.put([tick(1, 1.0), tick(2, 2.0)])
+    queue.put([tick(1, 1.5), status(), tick(3, 3.0), tick(2, 2.5)])
+    events = await drain(queue)
+    ticks = [(e.instrument_token, e.last_price) for e in events if isinstance(e, Tick)]
+    assert ticks == [(1, 1.5), (2, 2.5), (3, 3.0)]
+    assert any(isinstance(e, Disconnected) for e in events)
+    assert queue.statistics().dropped == 2  # two replaced ticks
+    # Capacity bounds the number of instruments pending.
+    small = SubscriberQueue(2, Overflow.CONFLATE)
+    small.put([tick(1, 1.0), tick(2, 2.0), tick(3, 3.0), tick(2, 2.2)])
+    assert [(e.instrument_token, e.last_price) for e in await drain(small) if isinstance(e, Tick)] == [
+        (1, 1.0),
+        (2, 2.2),
+    ]
+    assert small.statistics().dropped == 2
+
+
+async def test_block_is_lossless_until_over_then_fails_loudly() -> None:
+    queue = SubscriberQueue(3, Overflow.BLOCK)
+    queue.put([tick(1, 1.0), tick(2, 2.0), tick(3, 3.0)])
+    assert queue.statistics().dropped == 0
+    queue.put([tick(4, 4.0), tick(5, 5.0)])
+    with pytest.raises(SlowConsumerError) as info:
+        await queue.get()
+    assert info.value.lost == 2
+    assert queue.closed
+
+
+async def test_get_hands_out_one_at_a_time_and_waits() -> None:
+    queue = SubscriberQueue(10, Overflow.DROP_OLDEST)
+    got: list[Event] = []
+
+    async def consumer() -> None:
+        for _ in range(3):
+            got.append(await queue.get())
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(consumer)
+        await trio.testing.wait_all_tasks_blocked()
+        assert got == []
+        queue.put([tick(1, 1.0), tick(2, 2.0)])
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(got) == 2
+        queue.put([tick(3, 3.0)])
+    assert [e.instrument_token for e in got if isinstance(e, Tick)] == [1, 2, 3]
+    assert queue.statistics().delivered == 3
+    assert queue.statistics().depth == 0
+
+
+async def test_close_drains_then_raises() -> None:
+    queue = SubscriberQueue(10, Overflow.DROP_OLDEST)
+    queue.put([tick(1, 1.0)])
+    queue.close()
+    queue.put([tick(2, 2.0)])  # ignored once closed
+    assert isinstance(await queue.get(), Tick)
+    with pytest.raises(FeedClosedError):
+        await queue.get()
+    failing = SubscriberQueue(10, Overflow.CONFLATE)
+    failing.close(KeyError("why"))
+    with pytest.raises(KeyError):
+        await failing.get_batch()
+
+
+async def test_waiting_consumer_is_cancellable() -> None:
+    queue = SubscriberQueue(10, Overflow.BLOCK)
+    with trio.move_on_after(0.01) as scope:
+        await queue.get()
+    assert scope.cancelled_caught
+
+
+def test_invalid_capacity() -> None:
+    with pytest.raises(ValueError):
+        SubscriberQueue(0, Overflow.BLOCK)
+
+
+async def test_token_bucket_paces_on_the_trio_clock(autojump_clock: trio.testing.MockClock) -> None:
+    bucket = TokenBucket(RateLimit(rate=10.0, burst=5))
+    start = trio.current_time()
+    for _ in range(25):
+        await bucket.acquire()
+    # 5 from the burst, then 20 at 10/s.
+    assert trio.current_time() - start == pytest.approx(2.0)
+    assert bucket.acquired == 25
+    assert bucket.waited == pytest.approx(2.0)
+
+
+def test_rate_limit_validation() -> None:
+    with pytest.raises(ValueError):
+        RateLimit(rate=0)
+    with pytest.raises(ValueError):
+        RateLimit(burst=0)

@@ -1,0 +1,313 @@
+"""The unified manager against the Kite simulator over loopback."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import trio
+import trio.testing
+
+from trading_ws import (
+    AuthenticationError,
+    Backoff,
+    ConfigurationError,
+    Connected,
+    Disconnected,
+    Event,
+    Gap,
+    KiteBroker,
+    Mode,
+    Overflow,
+    RateLimit,
+    Reconnecting,
+    Resubscribed,
+    SlowConsumerError,
+    Stale,
+    Subscription,
+    SubscriptionLimitError,
+    Tick,
+    UnknownSymbolError,
+    open_market_data,
+)
+from trading_ws.sim import DEMO_ACCESS_TOKEN, DEMO_API_KEY, KiteSimulator, kite_instruments_csv
+
+INFY, RELIANCE, NIFTY = 408065, 738561, 256265
+
+
+def broker(url: str, **kwargs: object) -> KiteBroker:
+    return KiteBroker(
+        DEMO_API_KEY,
+        DEMO_ACCESS_TOKEN,
+        url=url,
+        instruments=kite_instruments_csv(),
+        backoff=Backoff(initial=0.05, jitter=0.0),
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+async def wait_until(predicate: Callable[[], bool]) -> None:
+    """Poll another party's state (the simulator's) until true; the caller's fail_after bounds it."""
+    while not predicate():  # noqa: ASYNC110
+        await trio.sleep(0.005)
+
+
+async def next_tick(sub: Subscription, symbol: str | None = None) -> Tick:
+    async for event in sub:
+        if isinstance(event, Tick) and (symbol is None or event.symbol == symbol):
+            return event
+    raise AssertionError("subscription ended")
+
+
+@pytest.fixture
+async def sim(nursery: trio.Nursery) -> tuple[KiteSimulator, str]:
+    simulator = KiteSimulator(tick_interval=0.02, seed=3)
+    url = await nursery.start(simulator.serve)
+    return simulator, url
+
+
+async def test_two_users_share_one_upstream_and_one_leaving_keeps_the_other(
+    sim: tuple[KiteSimulator, str],
+) -> None:
+    simulator, url = sim
+    with trio.fail_after(15):
+        async with open_market_data(broker(url)) as md:
+            async with md.subscribe(["NSE:INFY", "NSE:RELIANCE"], user_id="alice") as alice:
+                async with md.subscribe(["NSE:INFY"], user_id="bob") as bob:
+                    a, b = await next_tick(alice, "NSE:INFY"), await next_tick(bob, "NSE:INFY")
+                    assert a.symbol == b.symbol == "NSE:INFY"
+                    assert simulator.subscriptions() == [{INFY: Mode.QUOTE, RELIANCE: Mode.QUOTE}]
+                    stats = md.statistics()
+                    assert stats.subscriptions == 2
+                    assert stats.brokers[0].instruments == 2
+                # Bob left: Alice still gets INFY; the upstream subscription stays.
+                for _ in range(5):
+                    await next_tick(alice, "NSE:INFY")
+                assert simulator.subscriptions() == [{INFY: Mode.QUOTE, RELIANCE: Mode.QUOTE}]
+                assert md.statistics().subscriptions == 1
+            # Alice left too: nothing is subscribed upstream any more.
+            await wait_until(lambda: simulator.subscriptions() == [{}])
+            assert md.statistics().brokers[0].instruments == 0
+
+
+async def test_mode_upgrade_reduction_and_downgrade(sim: tuple[KiteSimulator, str]) -> None:
+    simulator, url = sim
+    with trio.fail_after(15):
+        async with open_market_data(broker(url)) as md:
+            async with md.subscribe(["NSE:INFY"], mode=Mode.LTP) as light:
+                await wait_until(lambda: simulator.subscriptions() == [{INFY: Mode.LTP}])
+                async with md.subscribe(["NSE:INFY"], mode=Mode.FULL) as heavy:
+                    await wait_until(lambda: simulator.subscriptions() == [{INFY: Mode.FULL}])
+                    full = await next_tick(heavy)
+                    while (reduced := await next_tick(light)).received_at < full.received_at:
+                        pass
+                    assert full.mode is Mode.FULL
+                    assert full.depth is not None
+                    assert reduced.mode is Mode.LTP
+                    assert reduced.depth is None
+                    assert reduced.ohlc is None
+                    assert reduced.symbol == "NSE:INFY"
+                    await light.set_mode(Mode.QUOTE)
+                    quote = await next_tick(light)
+                    while quote.mode is not Mode.QUOTE:
+                        quote = await next_tick(light)
+                    assert quote.depth is None
+                    assert quote.ohlc is not None
+                # The FULL subscriber left: upstream goes down to the highest mode still wanted.
+                await wait_until(lambda: simulator.subscriptions() == [{INFY: Mode.QUOTE}])
+
+
+async def test_unknown_symbols_are_named_and_nothing_is_subscribed(
+    sim: tuple[KiteSimulator, str],
+) -> None:
+    simulator, url = sim
+    with trio.fail_after(10):
+        async with open_market_data(broker(url)) as md:
+            with pytest.raises(UnknownSymbolError) as info:
+                async with md.subscribe(["NSE:INFY", "NSE:NOPE", "BSE:ALSO-NOPE"]):
+                    pytest.fail("must not subscribe")  # pragma: no cover
+            assert info.value.symbols == ("NSE:NOPE", "BSE:ALSO-NOPE")
+            assert "NSE:NOPE" in str(info.value)
+            assert md.statistics().subscriptions == 0
+            assert md.statistics().brokers[0].connections == ()  # not even a connection was opened
+            async with md.subscribe(["NSE:INFY"]) as sub:
+                with pytest.raises(UnknownSymbolError):
+                    await sub.add(["NSE:RELIANCE", "NSE:MISSING"])
+                assert sub.symbols == {"NSE:INFY"}
+                await wait_until(lambda: simulator.subscriptions() == [{INFY: Mode.QUOTE}])
+            with pytest.raises(ConfigurationError):
+                async with md.subscribe(["NSE:INFY"], broker="xts"):
+                    pytest.fail("no such broker")  # pragma: no cover
+
+
+async def test_add_and_remove_while_running(sim: tuple[KiteSimulator, str]) -> None:
+    simulator, url = sim
+    with trio.fail_after(10):
+        async with open_market_data(broker(url)) as md, md.subscribe(["NSE:INFY"]) as sub:
+            await sub.add(["NSE:NIFTY 50"])
+            await next_tick(sub, "NSE:NIFTY 50")
+            await sub.remove(["NSE:INFY", "NSE:NOT-HELD"])
+            assert sub.symbols == {"NSE:NIFTY 50"}
+            await wait_until(lambda: simulator.subscriptions() == [{NIFTY: Mode.QUOTE}])
+
+
+async def test_first_tick_readiness(sim: tuple[KiteSimulator, str]) -> None:
+    simulator, url = sim
+    with trio.fail_after(10):
+        async with open_market_data(broker(url)) as md:
+            async with md.subscribe(["NSE:INFY", "NSE:NIFTY 50"]) as sub:
+                await sub.wait_ready()
+                seen = {e.symbol for e in await sub.receive_batch() if isinstance(e, Tick)}
+                assert seen <= {"NSE:INFY", "NSE:NIFTY 50"}
+            simulator.go_silent()
+            async with md.subscribe(["NSE:TCS"]) as quiet:
+                with trio.move_on_after(1.0) as scope:
+                    await quiet.wait_ready()
+                assert scope.cancelled_caught  # no tick: not ready, and the caller's timeout rules
+            simulator.go_silent(False)
+
+
+async def test_status_and_gap_events_around_a_forced_disconnect(sim: tuple[KiteSimulator, str]) -> None:
+    simulator, url = sim
+    with trio.fail_after(10):
+        async with open_market_data(broker(url)) as md, md.subscribe(["NSE:INFY"]) as sub:
+            await sub.wait_ready()
+            simulator.drop_connections()
+            statuses: list[Event] = []
+            async for event in sub:
+                if not isinstance(event, Tick):
+                    statuses.append(event)
+                if isinstance(event, Gap):
+                    break
+            kinds = [type(e) for e in statuses if not isinstance(e, Connected) or statuses.index(e) > 0]
+            assert kinds[-4:] == [Reconnecting, Connected, Resubscribed, Gap]
+            assert Disconnected in kinds
+            gap = statuses[-1]
+            assert isinstance(gap, Gap)
+            assert gap.symbols == ("NSE:INFY",)
+            assert 0 <= gap.duration < 5
+            await next_tick(sub, "NSE:INFY")
+            assert md.statistics().brokers[0].connections[0].reconnects == 1
+
+
+async def test_stale_symbols_are_reported(nursery: trio.Nursery) -> None:
+    simulator = KiteSimulator(tick_interval=0.02)
+    url = await nursery.start(simulator.serve)
+    with trio.fail_after(10):
+        async with open_market_data(broker(url), stale_after=0.3) as md:
+            async with md.subscribe(["NSE:INFY", "NSE:RELIANCE"]) as sub:
+                await sub.wait_ready()
+                simulator.go_silent()  # the connection stays up, heartbeats stop too
+                stale = None
+                async for event in sub:
+                    if isinstance(event, Stale):
+                        stale = event
+                        break
+                assert stale is not None
+                assert stale.symbols == ("NSE:INFY", "NSE:RELIANCE")
+                assert stale.after == 0.3
+                simulator.go_silent(False)
+
+
+@pytest.mark.parametrize("policy", [Overflow.DROP_OLDEST, Overflow.DROP_NEWEST, Overflow.CONFLATE])
+async def test_a_stalled_consumer_never_stalls_the_others(
+    sim: tuple[KiteSimulator, str], policy: Overflow
+) -> None:
+    _, url = sim
+    symbols = ["NSE:INFY", "NSE:RELIANCE", "NSE:TCS", "NSE:NIFTY 50"]
+    with trio.fail_after(15):
+        async with (
+            open_market_data(broker(url)) as md,
+            md.subscribe(symbols, buffer=3, overflow=policy) as stalled,
+            md.subscribe(symbols) as healthy,
+        ):
+            received = 0
+            while received < 200:  # ~50 frames
+                received += sum(isinstance(e, Tick) for e in await healthy.receive_batch())
+            stats = stalled.statistics().queue
+            assert stats.received >= 150
+            assert stats.depth <= 3
+            assert stats.dropped == stats.received - stats.depth
+            assert healthy.statistics().queue.dropped == 0
+            assert md.statistics().dropped == stats.dropped
+            pending = [e for e in await stalled.receive_batch() if isinstance(e, Tick)]
+            if policy is Overflow.CONFLATE:
+                assert len({p.symbol for p in pending}) == len(pending)  # one (the latest) per symbol
+            else:
+                assert len(pending) == 3
+
+
+async def test_block_policy_ends_only_the_slow_subscription(sim: tuple[KiteSimulator, str]) -> None:
+    _, url = sim
+    with trio.fail_after(15):
+        async with (
+            open_market_data(broker(url)) as md,
+            md.subscribe(["NSE:INFY", "NSE:TCS"], buffer=5, overflow=Overflow.BLOCK) as slow,
+            md.subscribe(["NSE:INFY"]) as fine,
+        ):
+            for _ in range(40):
+                await next_tick(fine)
+            with pytest.raises(SlowConsumerError):
+                async for _event in slow:
+                    await trio.sleep(1)  # far too slow
+            for _ in range(5):
+                await next_tick(fine)
+
+
+async def test_sharding_7000_over_three_connections_and_the_cap(nursery: trio.Nursery) -> None:
+    simulator = KiteSimulator(tick_interval=2.0, synthetic=True, heartbeat_interval=1.0)
+    url = await nursery.start(simulator.serve)
+    rows = ["instrument_token,exchange_token,tradingsymbol,name,last_price,expiry,strike,tick_size,"
+            "lot_size,instrument_type,segment,exchange"]  # fmt: skip
+    for i in range(1, 9002):
+        rows.append(f"{(100000 + i) << 8 | 1},{100000 + i},SYN{i},SYNTHETIC,0,,0,0.05,1,EQ,NSE,NSE")
+    csv_text = "\n".join(rows) + "\n"
+    kite = KiteBroker(
+        DEMO_API_KEY, DEMO_ACCESS_TOKEN, url=url, instruments=csv_text, rate_limit=RateLimit(1000, 1000)
+    )
+    symbols = [f"NSE:SYN{i}" for i in range(1, 9002)]
+    with trio.fail_after(60):
+        async with open_market_data(kite) as md:
+            async with md.subscribe(
+                symbols[:7000], mode=Mode.LTP, buffer=100_000, overflow=Overflow.CONFLATE
+            ):
+                await wait_until(lambda: sorted(map(len, simulator.subscriptions())) == [1000, 3000, 3000])
+                counts = [c.instruments for c in md.statistics().brokers[0].connections]
+                assert counts == [3000, 3000, 1000]
+                async with md.subscribe(symbols[7000:9000], mode=Mode.LTP, overflow=Overflow.CONFLATE):
+                    assert [c.instruments for c in md.statistics().brokers[0].connections] == [
+                        3000,
+                        3000,
+                        3000,
+                    ]
+                    with pytest.raises(SubscriptionLimitError, match="9000"):
+                        async with md.subscribe([symbols[9000]]):
+                            pytest.fail("the 9001st must be refused")  # pragma: no cover
+                    # An instrument already held costs nothing more.
+                    async with md.subscribe([symbols[0]], mode=Mode.LTP):
+                        pass
+                assert simulator.statistics().open_connections == 3
+
+
+async def test_a_broker_refusing_credentials_fails_the_subscribe(sim: tuple[KiteSimulator, str]) -> None:
+    _, url = sim
+    bad = KiteBroker(DEMO_API_KEY, "nope", url=url, instruments=kite_instruments_csv())
+    with trio.fail_after(10):
+        async with open_market_data(bad) as md:
+            with pytest.raises(AuthenticationError):
+                async with md.subscribe(["NSE:INFY"]):
+                    pytest.fail("must not subscribe")  # pragma: no cover
+
+
+async def test_configuration_errors() -> None:
+    with pytest.raises(ConfigurationError):
+        async with open_market_data():
+            pass  # pragma: no cover
+    kite = KiteBroker(DEMO_API_KEY, DEMO_ACCESS_TOKEN, url="ws://127.0.0.1:1", instruments="")
+    with pytest.raises(ConfigurationError):
+        async with open_market_data(kite, kite):
+            pass  # pragma: no cover
+    with pytest.raises(ConfigurationError):
+        async with open_market_data(kite, stale_after=0):
+            pass  # pragma: no cover
+    assert "nope" not in repr(KiteBroker(DEMO_API_KEY, "nope"))

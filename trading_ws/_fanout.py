@@ -1,0 +1,280 @@
+"""Per-subscriber bounded queues with explicit slow-consumer policies.
+
+The manager's reader hands each subscriber one list per broker frame with `SubscriberQueue.put`, which is
+synchronous and never blocks: a slow subscriber cannot stall the reader or any other subscriber. What
+happens when a subscriber falls `capacity` ticks behind is its `Overflow` policy. Status events
+(connection changes, gaps) are never dropped and never count against the capacity.
+
+This is a bounded memory channel specialised for market data: a plain `trio.MemoryChannel` cannot drop
+its oldest item or replace a pending tick with a newer one, which is what slow consumers need.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from typing import Final
+
+import attrs
+import trio
+
+from ._errors import FeedClosedError, TradingWsError
+from ._model import Event, Tick
+
+__all__ = ["Overflow", "QueueStatistics", "SlowConsumerError", "SubscriberQueue"]
+
+_CHECKPOINT_EVERY: Final = 256
+
+
+class SlowConsumerError(TradingWsError):
+    """A subscription with ``Overflow.BLOCK`` fell more than its capacity behind and was ended.
+
+    Attributes:
+        lost: ticks that could not be queued when it ended.
+    """
+
+    def __init__(self, message: str, lost: int) -> None:
+        super().__init__(message)
+        self.lost = lost
+
+
+class Overflow(enum.Enum):
+    """What a subscription does when its consumer falls `buffer` ticks behind."""
+
+    BLOCK = "block"
+    """Lose nothing: ticks wait in the subscription's buffer. The feed never waits for a slow consumer
+    (that would stall everyone), so when the buffer is full the subscription ends with
+    `SlowConsumerError` — loudly, never by silently skipping ticks."""
+    DROP_OLDEST = "drop_oldest"
+    """Keep the newest `buffer` ticks; the oldest pending ones are dropped (and counted)."""
+    DROP_NEWEST = "drop_newest"
+    """Keep the oldest `buffer` ticks; new ones that do not fit are dropped (and counted)."""
+    CONFLATE = "conflate"
+    """Keep only the latest pending tick per instrument, in the order instruments first became
+    pending: a slow consumer always reads the newest price of everything it holds. Replaced ticks are
+    counted as dropped; the buffer bounds the number of instruments pending."""
+
+
+@attrs.frozen
+class QueueStatistics:
+    """Counters of one subscriber queue."""
+
+    received: int
+    """Ticks offered to this subscriber."""
+    delivered: int
+    """Events handed to the consumer (ticks and status events)."""
+    dropped: int
+    """Ticks dropped by the overflow policy (replaced ones too, when conflating)."""
+    depth: int
+    """Ticks waiting now."""
+    peak: int
+    """The most ticks ever waiting at once."""
+
+
+class SubscriberQueue:
+    """A bounded, never-blocking-the-producer queue of events for one consumer.
+
+    `put` (synchronous, for the producer) applies the overflow policy; `get`/`get_batch` (async, for the
+    consumer) wait for events. `close` ends the queue: the consumer drains what is pending, then gets
+    `FeedClosedError`, or the error given to `close`.
+    """
+
+    def __init__(self, capacity: int, overflow: Overflow) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
+        self._capacity = capacity
+        self._overflow = overflow
+        self._events: deque[Event] = deque()
+        self._conflated: dict[object, Event] = {}
+        self._ticks = 0  # ticks pending (status events excluded)
+        self._serial = 0
+        self._lot = trio.lowlevel.ParkingLot()
+        self._closed = False
+        self._error: BaseException | None = None
+        self._since_checkpoint = 0
+        self.received = 0
+        self.delivered = 0
+        self.dropped = 0
+        self.peak = 0
+
+    # ---------------------------------------------------------------------------------------------
+    # Producer side (synchronous, never blocks)
+
+    def put(self, events: list[Event]) -> None:
+        """Queue a batch (ticks and status events) under the overflow policy. Never blocks.
+
+        Does nothing once the queue is closed.
+        """
+        if self._closed:
+            return
+        overflow = self._overflow
+        if overflow is Overflow.CONFLATE:
+            self._put_conflated(events)
+        else:
+            incoming = 0
+            for event in events:
+                if type(event) is Tick:
+                    incoming += 1
+            self.received += incoming
+            room = self._capacity - self._ticks
+            if incoming <= room:
+                self._events.extend(events)
+                self._ticks += incoming
+            elif overflow is Overflow.DROP_OLDEST:
+                self._events.extend(events)
+                self._ticks += incoming
+                self._drop_oldest(self._ticks - self._capacity)
+            elif overflow is Overflow.DROP_NEWEST:
+                self._put_newest_dropped(events, room)
+            else:  # BLOCK: lossless or loudly over
+                lost = incoming - max(room, 0)
+                self.close(
+                    SlowConsumerError(
+                        f"subscriber fell more than {self._capacity} ticks behind (Overflow.BLOCK); "
+                        f"{lost} ticks could not be queued",
+                        lost,
+                    ),
+                    drain=False,
+                )
+                return
+        if self._ticks > self.peak:
+            self.peak = self._ticks
+        self._lot.unpark_all()
+
+    def _drop_oldest(self, excess: int) -> None:
+        events = self._events
+        kept: list[Event] = []
+        while excess > 0:
+            event = events.popleft()
+            if type(event) is Tick:
+                excess -= 1
+                self._ticks -= 1
+                self.dropped += 1
+            else:
+                kept.append(event)  # status events are never dropped
+        events.extendleft(reversed(kept))
+
+    def _put_newest_dropped(self, events: list[Event], room: int) -> None:
+        append = self._events.append
+        for event in events:
+            if type(event) is Tick:
+                if room > 0:
+                    room -= 1
+                    self._ticks += 1
+                    append(event)
+                else:
+                    self.dropped += 1
+            else:
+                append(event)
+
+    def _put_conflated(self, events: list[Event]) -> None:
+        pending = self._conflated
+        for event in events:
+            if type(event) is Tick:
+                self.received += 1
+                key = (event.segment, event.instrument_token)
+                if key in pending:
+                    pending[key] = event  # keeps its place: fair across instruments
+                    self.dropped += 1
+                elif self._ticks < self._capacity:
+                    pending[key] = event
+                    self._ticks += 1
+                else:
+                    self.dropped += 1
+            else:
+                self._serial += 1
+                pending[("status", self._serial)] = event
+
+    def close(self, error: BaseException | None = None, *, drain: bool = True) -> None:
+        """End the queue. The consumer gets what is pending (unless `drain` is false), then `error`
+        (default: `FeedClosedError`). Idempotent: only the first call's error counts."""
+        if self._closed:
+            return
+        self._closed = True
+        self._error = error
+        if not drain:
+            self._events.clear()
+            self._conflated.clear()
+            self._ticks = 0
+        self._lot.unpark_all()
+
+    @property
+    def closed(self) -> bool:
+        """Whether `close` was called."""
+        return self._closed
+
+    # ---------------------------------------------------------------------------------------------
+    # Consumer side
+
+    def _take_all(self) -> list[Event]:
+        if self._overflow is Overflow.CONFLATE:
+            batch = list(self._conflated.values())
+            self._conflated.clear()
+        else:
+            batch = list(self._events)
+            self._events.clear()
+        self._ticks = 0
+        self.delivered += len(batch)
+        return batch
+
+    def _pending(self) -> bool:
+        return bool(self._conflated) if self._overflow is Overflow.CONFLATE else bool(self._events)
+
+    def _raise_closed(self) -> None:
+        if self._error is not None:
+            raise self._error
+        raise FeedClosedError("the subscription is closed")
+
+    async def get_batch(self) -> list[Event]:
+        """Everything pending, waiting until there is something. Checkpoints.
+
+        Raises:
+            the error the queue was closed with (e.g. `SlowConsumerError`), or `FeedClosedError`, once
+            nothing is pending any more.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while not self._pending():
+            if self._closed:
+                self._raise_closed()
+            await self._lot.park()
+        batch = self._take_all()
+        await trio.lowlevel.cancel_shielded_checkpoint()
+        return batch
+
+    async def get(self) -> Event:
+        """The next event, waiting if none is pending. Checkpoints at least once per 256 events.
+
+        Raises:
+            as `get_batch`.
+        """
+        if self._overflow is Overflow.CONFLATE:
+            if not self._conflated:
+                self._since_checkpoint = 0
+                return await self._get_slow()
+            key = next(iter(self._conflated))
+            event = self._conflated.pop(key)
+        else:
+            if not self._events:
+                self._since_checkpoint = 0
+                return await self._get_slow()
+            event = self._events.popleft()
+        if type(event) is Tick:
+            self._ticks -= 1
+        self.delivered += 1
+        self._since_checkpoint += 1
+        if self._since_checkpoint >= _CHECKPOINT_EVERY:
+            self._since_checkpoint = 0
+            await trio.lowlevel.checkpoint()
+        return event
+
+    async def _get_slow(self) -> Event:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while not self._pending():
+            if self._closed:
+                self._raise_closed()
+            await self._lot.park()
+        return await self.get()
+
+    def statistics(self) -> QueueStatistics:
+        """The queue's counters right now. Does not block."""
+        return QueueStatistics(self.received, self.delivered, self.dropped, self._ticks, self.peak)

@@ -1,0 +1,95 @@
+"""What the manager needs from a broker, and nothing of its wire format.
+
+A broker configuration (`KiteBroker`, `XtsBroker`) is a value that knows the broker's limits, can load
+its instrument master, and can open one feed connection. A feed connection accepts subscribe and
+unsubscribe requests by instrument key and yields batches of model events (one frame each).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol, runtime_checkable
+
+import attrs
+
+from .._model import Broker, Event, Mode
+from .._ratelimit import RateLimit, TokenBucket
+
+__all__ = ["BrokerConfig", "BrokerFeed", "InstrumentInfo"]
+
+
+@attrs.frozen
+class InstrumentInfo:
+    """One instrument of a broker's master, as the manager needs it."""
+
+    symbol: str
+    """Exchange-qualified name, e.g. ``"NSE:INFY"``, ``"NFO:NIFTY26DECFUT"``, ``"NSE:NIFTY 50"``."""
+    key: Hashable
+    """What the feed subscribes with and routes by (Kite: the instrument token; XTS: (segment, id))."""
+    token: int
+    """The value ticks carry in `Tick.instrument_token`."""
+    segment: int | None
+    """The value ticks carry in `Tick.segment`."""
+    tradable: bool = True
+
+
+@runtime_checkable
+class BrokerFeed(Protocol):
+    """One live connection to a broker, as the manager drives it."""
+
+    @property
+    def connected(self) -> bool:
+        """Whether the connection is up right now."""
+        ...
+
+    async def subscribe(self, keys: Iterable[Hashable], mode: Mode) -> None:
+        """Subscribe instrument keys in `mode` (or change their mode)."""
+        ...
+
+    async def unsubscribe(self, keys: Iterable[Hashable]) -> None:
+        """Unsubscribe instrument keys."""
+        ...
+
+    async def receive_batch(self) -> list[Event]:
+        """The next batch of events; raises the feed's terminal error when it fails for good."""
+        ...
+
+
+@runtime_checkable
+class BrokerConfig(Protocol):
+    """A broker the manager can use (see `KiteBroker`)."""
+
+    @property
+    def broker(self) -> Broker:
+        """Which protocol."""
+        ...
+
+    @property
+    def name(self) -> str:
+        """The label used in ``subscribe(..., broker=name)`` (unique within one manager)."""
+        ...
+
+    @property
+    def max_instruments_per_connection(self) -> int: ...
+
+    @property
+    def max_connections(self) -> int: ...
+
+    @property
+    def rate_limit(self) -> RateLimit:
+        """How fast subscribe/unsubscribe requests and connection attempts may go to this broker."""
+        ...
+
+    @property
+    def keyed_by_segment(self) -> bool:
+        """True if ticks route by ``(tick.segment, tick.instrument_token)``, False by the token alone."""
+        ...
+
+    async def load_instruments(self) -> Mapping[str, InstrumentInfo]:
+        """The instrument master, by exchange-qualified symbol. Called once per manager."""
+        ...
+
+    def open_feed(self, connection_id: int, limiter: TokenBucket) -> AbstractAsyncContextManager[BrokerFeed]:
+        """Open connection number `connection_id` (entering connects; raises if it cannot)."""
+        ...
