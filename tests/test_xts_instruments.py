@@ -187,12 +187,15 @@ def test_segment_tables() -> None:
         "NSECM": "NSE",
         "NSEFO": "NFO",
         "NSECD": "CDS",
+        "NSECO": "NCO",
         "BSECM": "BSE",
         "BSEFO": "BFO",
+        "BSECD": "BCD",
         "MCXFO": "MCX",
     }
     # Segments without a conventional exchange name keep their XTS name as the prefix.
-    assert parse_master_row(INDEX_FUTURE.replace("NSEFO|", "NSECO|", 1)).symbol == "NSECO:NIFTY26DECFUT"
+    assert parse_master_row(INDEX_FUTURE.replace("NSEFO|", "NSECO|", 1)).symbol == "NCO:NIFTY26DECFUT"
+    assert parse_master_row(INDEX_FUTURE.replace("NSEFO|", "BSECO|", 1)).symbol == "BSECO:NIFTY26DECFUT"
     assert parse_master_row(EQUITY.replace("NSECM|", "MSECM|", 1)).symbol == "MSECM:RELIANCE"
 
 

@@ -82,8 +82,10 @@ EXCHANGE_BY_SEGMENT: Final[dict[str, str]] = {
     "NSECM": "NSE",
     "NSEFO": "NFO",
     "NSECD": "CDS",
+    "NSECO": "NCO",
     "BSECM": "BSE",
     "BSEFO": "BFO",
+    "BSECD": "BCD",
     "MCXFO": "MCX",
 }
 
