@@ -47,6 +47,7 @@ __all__ = [
     "INDEX_QUOTE_PACKET_SIZE",
     "INDICES_SEGMENT",
     "LTP_PACKET_SIZE",
+    "MAX_TEXT_MESSAGE",
     "QUOTE_PACKET_SIZE",
     "ControlMessage",
     "decode_control",
@@ -298,6 +299,10 @@ def _frame_error(reason: str, raw: bytes, events: list[Event]) -> DecodeError:
     return DecodeError(f"malformed Kite frame ({len(raw)} bytes): {reason}", raw, events)
 
 
+#: The largest text message decoded (order postbacks are about 1 KB); larger ones are a DecodeError.
+MAX_TEXT_MESSAGE: Final = 256 * 1024
+
+
 class _TextMessage(msgspec.Struct):
     type: str
     data: Any = None
@@ -307,9 +312,11 @@ _TEXT_DECODER = msgspec.json.Decoder(_TextMessage)
 
 
 def _decode_text(text: str, received_at: float) -> Event:
+    if len(text) > MAX_TEXT_MESSAGE:
+        raise DecodeError(f"Kite text message of {len(text)} characters exceeds {MAX_TEXT_MESSAGE}", text)
     try:
         message = _TEXT_DECODER.decode(text)
-    except (msgspec.DecodeError, UnicodeEncodeError) as exc:  # a str with lone surrogates is not UTF-8
+    except (msgspec.DecodeError, UnicodeEncodeError, RecursionError) as exc:  # a str with lone surrogates is not UTF-8
         raise DecodeError(f"malformed Kite text message: {exc}", text) from exc
     kind = message.type
     data = message.data
@@ -462,7 +469,7 @@ def decode_control(raw: str | bytes) -> ControlMessage:
     """
     try:
         request = _REQUEST_DECODER.decode(raw)
-    except (msgspec.DecodeError, UnicodeEncodeError) as exc:  # a str with lone surrogates is not UTF-8
+    except (msgspec.DecodeError, UnicodeEncodeError, RecursionError) as exc:  # a str with lone surrogates is not UTF-8
         raise DecodeError(f"malformed Kite request: {exc}", raw) from exc
     if request.a in ("subscribe", "unsubscribe"):
         return ControlMessage(request.a, _tokens(request.v, raw))

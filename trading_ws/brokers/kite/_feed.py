@@ -83,6 +83,8 @@ class KiteFeedStatistics:
     """Connections lost after being established."""
     queued_batches: int
     """Batches waiting for the consumer."""
+    oversized_messages: int
+    """Connections closed (code 1009) because a message exceeded ``max_message_size``."""
     last_frame_age: float | None
     """Seconds since the last message of any kind (trio clock), or None before the first."""
 
@@ -114,6 +116,7 @@ class KiteFeed:
         rng: random.Random | None,
         connection_id: int,
         rate_limiter: TokenBucket | None = None,
+        max_message_size: int = 4 * 1024 * 1024,
     ) -> None:
         if not api_key or not access_token:
             raise ConfigurationError("api_key and access_token must not be empty")
@@ -137,6 +140,10 @@ class KiteFeed:
         self._rng = rng if rng is not None else random.Random()
         self._connection_id = connection_id
         self._limiter = rate_limiter
+        if max_message_size < 1024:
+            raise ConfigurationError("max_message_size must be at least 1024 bytes")
+        self._max_message_size = max_message_size
+        self._oversized = 0
         self._modes: dict[int, Mode] = {}
         self._ws: trio_websocket.WebSocketConnection | None = None
         self._send_lock = trio.StrictFIFOLock()
@@ -229,6 +236,7 @@ class KiteFeed:
             connects=self._connects,
             reconnects=self._reconnects,
             queued_batches=self._receiver.statistics().current_buffer_used,
+            oversized_messages=self._oversized,
             last_frame_age=None if self._last_frame_at is None else now - self._last_frame_at,
         )
 
@@ -380,6 +388,7 @@ class KiteFeed:
             headers=[(b"X-Kite-Version", b"3"), (b"User-Agent", f"trading-ws/{__version__}".encode())],
             connect_timeout=self._connect_timeout,
             close_timeout=self._close_timeout,
+            max_message_size=self._max_message_size,
             ssl_context=self._ssl_context,
         ) as ws:
             try:
@@ -438,6 +447,11 @@ class KiteFeed:
             reason = exc.reason
             if reason is None:
                 raise _ConnectionLost("connection closed", got_data) from None
+            if reason.code == 1009:
+                self._oversized += 1
+                logger.warning(
+                    "a Kite message exceeded %d bytes; connection closed (1009)", self._max_message_size
+                )
             detail = f", {reason.reason}" if reason.reason else ""
             raise _ConnectionLost(f"connection closed (code {reason.code}{detail})", got_data) from None
         self._reconnects += 1
@@ -454,7 +468,7 @@ async def open_kite_feed(
     backoff: Backoff | None = None,
     watchdog_timeout: float = 5.0,
     connect_timeout: float = 10.0,
-    close_timeout: float = 1.0,
+    close_timeout: float = 0.5,
     buffer: int = 256,
     max_instruments: int = MAX_INSTRUMENTS_PER_CONNECTION,
     allow_insecure: bool = False,
@@ -462,6 +476,7 @@ async def open_kite_feed(
     rng: random.Random | None = None,
     connection_id: int = 0,
     rate_limiter: TokenBucket | None = None,
+    max_message_size: int = 4 * 1024 * 1024,
 ) -> AsyncIterator[KiteFeed]:
     """Open one Kite ticker connection and keep it alive until the block ends.
 
@@ -490,6 +505,9 @@ async def open_kite_feed(
         connection_id: the index reported in status events.
         rate_limiter: a token bucket shared with other connections to the same broker; every control
             message and every connection attempt takes a token from it.
+        max_message_size: the largest WebSocket message accepted; a larger one closes the connection
+            with code 1009 (counted in ``statistics().oversized_messages``) and the feed reconnects.
+            A full frame of 3000 full packets is about 560 KB.
 
     Raises:
         AuthenticationError: the credentials were refused (after one renewal, with a provider).
@@ -513,6 +531,7 @@ async def open_kite_feed(
         rng=rng,
         connection_id=connection_id,
         rate_limiter=rate_limiter,
+        max_message_size=max_message_size,
     )
     async with open_service_nursery() as nursery:
         await nursery.start(feed._run)
