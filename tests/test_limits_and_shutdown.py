@@ -34,7 +34,9 @@ def task_count() -> int:
     def walk(task: trio.lowlevel.Task) -> int:
         return 1 + sum(walk(child) for nursery in task.child_nurseries for child in nursery.child_tasks)
 
-    return walk(trio.lowlevel.current_root_task())
+    root = trio.lowlevel.current_root_task()
+    assert root is not None
+    return walk(root)
 
 
 async def wait_until(predicate: Callable[[], bool]) -> None:
