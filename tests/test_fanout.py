@@ -158,3 +158,16 @@ def test_rate_limit_validation() -> None:
         RateLimit(rate=0)
     with pytest.raises(ValueError):
         RateLimit(burst=0)
+
+
+async def test_discard_ticks_removes_only_those_instruments() -> None:
+    for policy in (Overflow.DROP_OLDEST, Overflow.CONFLATE):
+        queue = SubscriberQueue(10, policy)
+        queue.put([tick(1, 1.0), status(), tick(2, 2.0), tick(1, 1.1)])
+        removed = queue.discard_ticks({(1, 1)})
+        events = await drain(queue)
+        assert [e.instrument_token for e in events if isinstance(e, Tick)] == [2]
+        assert any(isinstance(e, Disconnected) for e in events)
+        stats = queue.statistics()
+        assert stats.discarded == removed
+        assert stats.received == 1 + stats.dropped + stats.depth + stats.discarded

@@ -69,6 +69,9 @@ class QueueStatistics:
     """Ticks waiting now."""
     peak: int
     """The most ticks ever waiting at once."""
+    discarded: int = 0
+    """Queued ticks removed because their symbol was removed from the subscription (not drops).
+    Always ``received == (ticks consumed) + dropped + depth + discarded``."""
 
 
 class SubscriberQueue:
@@ -95,6 +98,7 @@ class SubscriberQueue:
         self.received = 0
         self.delivered = 0
         self.dropped = 0
+        self.discarded = 0
         self.peak = 0
 
     # ---------------------------------------------------------------------------------------------
@@ -184,6 +188,25 @@ class SubscriberQueue:
             else:
                 self._serial += 1
                 pending[("status", self._serial)] = event
+
+    def discard_ticks(self, keys: set[tuple[int | None, int]]) -> int:
+        """Remove queued ticks whose ``(segment, instrument_token)`` is in `keys`; returns how many."""
+        removed = 0
+        if self._overflow is Overflow.CONFLATE:
+            for key in [k for k in self._conflated if k in keys]:
+                del self._conflated[key]
+                removed += 1
+        else:
+            kept: deque[Event] = deque()
+            for event in self._events:
+                if type(event) is Tick and (event.segment, event.instrument_token) in keys:
+                    removed += 1
+                else:
+                    kept.append(event)
+            self._events = kept
+        self._ticks -= removed
+        self.discarded += removed
+        return removed
 
     def close(self, error: BaseException | None = None, *, drain: bool = True) -> None:
         """End the queue. The consumer gets what is pending (unless `drain` is false), then `error`
@@ -277,4 +300,6 @@ class SubscriberQueue:
 
     def statistics(self) -> QueueStatistics:
         """The queue's counters right now. Does not block."""
-        return QueueStatistics(self.received, self.delivered, self.dropped, self._ticks, self.peak)
+        return QueueStatistics(
+            self.received, self.delivered, self.dropped, self._ticks, self.peak, self.discarded
+        )

@@ -253,8 +253,9 @@ class Subscription:
         await self._manager._change(self, add=list(symbols), remove=(), mode=self._mode)
 
     async def remove(self, symbols: Iterable[str]) -> None:
-        """Stop receiving `symbols` (ticks already queued are still delivered). Unknown or unheld symbols
-        are ignored.
+        """Stop receiving `symbols`; their ticks still queued are discarded (counted in
+        ``statistics().queue.discarded``), so no tick of a symbol no longer held is ever delivered.
+        Unknown or unheld symbols are ignored.
 
         Raises:
             FeedClosedError: the subscription has ended.
@@ -513,12 +514,16 @@ class MarketData:
                 if upstream.last_tick_at is None or upstream.rank < 0:
                     sub._waiting_first.add(info.key)
                 touched.add(info.key)
+            gone: set[tuple[int | None, int]] = set()
             for key in remove_keys:
                 upstream = state.by_key[key]
                 upstream.subscribers.pop(sub, None)
                 del sub._keys[key]
                 sub._waiting_first.discard(key)
                 touched.add(key)
+                gone.add((upstream.info.segment, upstream.info.token))
+            if gone:
+                sub._queue.discard_ticks(gone)
             if new_rank != _RANK[sub._mode]:
                 sub._mode = mode
                 for key in sub._keys:
