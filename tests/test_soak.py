@@ -1,0 +1,18 @@
+"""A short fault-injection soak in the normal suite (the long one: ``nox -s soak``)."""
+
+from __future__ import annotations
+
+from soak_harness import FAULT_KINDS, run_soak
+
+
+async def test_short_soak_survives_every_fault() -> None:
+    report = await run_soak(20.0, seed=7)
+    assert report.problems() == []
+    assert report.total_faults >= 30
+    assert report.recovered == report.total_faults
+    assert set(report.faults) == set(FAULT_KINDS)
+    assert report.reconnects > 0
+    assert report.foreign_ticks == 0
+    assert report.secret_leaks == []
+    assert report.log_records > 0
+    assert report.tasks_after == report.tasks_before
