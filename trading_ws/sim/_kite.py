@@ -11,7 +11,6 @@ unchanged.
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import logging
 import math
 import socket
@@ -36,6 +35,7 @@ from trio_websocket import (
 
 from .._errors import ConfigurationError, DecodeError
 from .._model import Mode, Tick
+from .._transport import is_loopback_host
 from ..brokers.kite._codec import decode_control, encode_frame, encode_text
 from ._universe import UNIVERSE, Instrument, Market
 
@@ -82,15 +82,6 @@ def _packets_per_frame(instance: object, attribute: attrs.Attribute[int], value:
 
 def _instrument_tuple(instruments: Iterable[Instrument]) -> tuple[Instrument, ...]:
     return tuple(instruments)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @attrs.frozen
@@ -288,7 +279,7 @@ class KiteSimulator:
             RuntimeError: the simulator is already serving.
             OSError: the address cannot be listened on.
         """
-        if not allow_non_loopback and not _is_loopback(host):
+        if not allow_non_loopback and not is_loopback_host(host):
             raise ConfigurationError(
                 f"the simulator listens on loopback addresses only, not {host!r} "
                 "(pass allow_non_loopback=True)"

@@ -134,7 +134,7 @@ from ..brokers.xts._engineio import (
     encode_event,
     parse_packet,
 )
-from ..brokers.xts._instruments import XtsInstrument, render_master
+from ..brokers.xts._instruments import SEGMENT_IDS, XtsInstrument, render_master
 from ._universe import UNIVERSE, Instrument, Market
 
 __all__ = [
@@ -175,24 +175,9 @@ _OPEN_INTEREST: Final = 1510
 _LTP: Final = 1512
 _CODES: Final = (_TOUCHLINE, _MARKET_DEPTH, _CANDLE, _OPEN_INTEREST, _LTP)
 
-#: ExchangeSegment numbers by name (xts-protocol.md 4.11).
+#: ExchangeSegment numbers by canonical name (xts-protocol.md 4.11; NODE's MSEI* aliases left out).
 _SEGMENTS: Final[dict[str, int]] = {
-    "NSECM": 1,
-    "NSEFO": 2,
-    "NSECD": 3,
-    "NSECO": 4,
-    "SLBM": 5,
-    "OFS": 6,
-    "NIFSC": 7,
-    "BSECM": 11,
-    "BSEFO": 12,
-    "BSECD": 13,
-    "BSECO": 14,
-    "NCDEX": 21,
-    "MSECM": 41,
-    "MSEFO": 42,
-    "MSECD": 43,
-    "MCXFO": 51,
+    name: number for name, number in SEGMENT_IDS.items() if not name.startswith("MSEI")
 }
 _SEGMENT_NAMES: Final[dict[int, str]] = {number: name for name, number in _SEGMENTS.items()}
 
