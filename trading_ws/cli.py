@@ -233,6 +233,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("stopped", file=sys.stderr)
         return 130
+    except BaseExceptionGroup as group:
+        # Ctrl-C while tasks run arrives wrapped by the nurseries it passed through.
+        if group.split(KeyboardInterrupt)[1] is None:
+            print("stopped", file=sys.stderr)
+            return 130
+        raise
     return 0
 
 

@@ -1,0 +1,90 @@
+"""The ``trading-ws`` command, run as a user would: in a subprocess."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import trio
+
+from trading_ws.cli import main
+
+CLI = [sys.executable, "-m", "trading_ws"]
+
+
+async def test_demo_prints_plain_lines_off_a_terminal() -> None:
+    with trio.fail_after(60):
+        result = await trio.run_process(
+            [
+                *CLI,
+                "demo",
+                "--duration",
+                "2",
+                "--symbols",
+                "NSE:INFY",
+                "NSE:NIFTY 50",
+                "--tick-interval",
+                "0.05",
+            ],
+            capture_stdout=True,
+            capture_stderr=True,
+        )
+    out = result.stdout.decode()
+    assert "NSE:INFY" in out
+    assert "NSE:NIFTY 50" in out
+    assert "status=connected" in out
+    finished = [line for line in out.splitlines() if line.startswith("demo finished:")]
+    assert finished
+    assert int(finished[0].split()[2]) > 0
+
+
+def test_unknown_symbol_is_a_clear_error(capsys: object) -> None:
+    assert main(["demo", "--symbols", "NSE:NOPE", "--duration", "1"]) == 2
+
+
+async def test_ctrl_c_stops_the_demo_within_a_second() -> None:
+    process = subprocess.Popen([*CLI, "demo"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        with trio.fail_after(30):
+            while "status=connected" not in await trio.to_thread.run_sync(process.stdout.readline):
+                pass
+        sent = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        with trio.fail_after(10):
+            code = await trio.to_thread.run_sync(process.wait)
+        assert time.monotonic() - sent < 1.0
+        assert code == 130
+    finally:
+        if process.poll() is None:  # pragma: no cover
+            process.kill()
+            process.wait()
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
+
+
+async def test_sim_kite_prints_its_url_and_serves() -> None:
+    process = subprocess.Popen(
+        [*CLI, "sim", "kite", "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None
+        with trio.fail_after(30):
+            line = await trio.to_thread.run_sync(process.stdout.readline)
+        assert line.startswith("Kite simulator listening on ws://127.0.0.1:")
+        url = line.split()[-1]
+        from trading_ws.brokers.kite import open_kite_feed
+        from trading_ws.sim import DEMO_ACCESS_TOKEN, DEMO_API_KEY
+
+        with trio.fail_after(10):
+            async with open_kite_feed(DEMO_API_KEY, DEMO_ACCESS_TOKEN, url=url) as feed:
+                assert feed.connected
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait()
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
