@@ -9,7 +9,9 @@ import time
 
 import trio
 
+from trading_ws.brokers.kite import open_kite_feed
 from trading_ws.cli import main
+from trading_ws.sim import DEMO_ACCESS_TOKEN, DEMO_API_KEY
 
 CLI = [sys.executable, "-m", "trading_ws"]
 
@@ -44,47 +46,64 @@ def test_unknown_symbol_is_a_clear_error(capsys: object) -> None:
     assert main(["demo", "--symbols", "NSE:NOPE", "--duration", "1"]) == 2
 
 
+class Lines:
+    """Reads a subprocess's stdout line by line, on trio."""
+
+    def __init__(self, stream: trio.abc.ReceiveStream) -> None:
+        self._stream = stream
+        self._buffer = b""
+
+    async def readline(self) -> str:
+        while b"\n" not in self._buffer:
+            chunk = await self._stream.receive_some()
+            if not chunk:
+                raise EOFError("the process closed its output")
+            self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return line.decode()
+
+
+async def reap(process: trio.Process) -> None:
+    """Make sure a test's subprocess is gone and its pipes closed, whatever happened."""
+    if process.returncode is None:
+        process.kill()
+    with trio.CancelScope(shield=True), trio.move_on_after(5):
+        await process.wait()
+        if process.stdout is not None:
+            await process.stdout.aclose()
+
+
 async def test_ctrl_c_stops_the_demo_within_a_second() -> None:
-    process = subprocess.Popen([*CLI, "demo"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = await trio.lowlevel.open_process([*CLI, "demo"], stdout=subprocess.PIPE)
     try:
         assert process.stdout is not None
+        lines = Lines(process.stdout)
         with trio.fail_after(30):
-            while "status=connected" not in await trio.to_thread.run_sync(process.stdout.readline):
+            while "status=connected" not in await lines.readline():
                 pass
         sent = time.monotonic()
         process.send_signal(signal.SIGINT)
         with trio.fail_after(10):
-            code = await trio.to_thread.run_sync(process.wait)
+            code = await process.wait()
         assert time.monotonic() - sent < 1.0
         assert code == 130
     finally:
-        if process.poll() is None:  # pragma: no cover
-            process.kill()
-            process.wait()
-        for stream in (process.stdout, process.stderr):
-            if stream is not None:
-                stream.close()
+        await reap(process)
 
 
 async def test_sim_kite_prints_its_url_and_serves() -> None:
-    process = subprocess.Popen(
-        [*CLI, "sim", "kite", "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    process = await trio.lowlevel.open_process([*CLI, "sim", "kite", "--port", "0"], stdout=subprocess.PIPE)
     try:
         assert process.stdout is not None
         with trio.fail_after(30):
-            line = await trio.to_thread.run_sync(process.stdout.readline)
+            line = await Lines(process.stdout).readline()
         assert line.startswith("Kite simulator listening on ws://127.0.0.1:")
         url = line.split()[-1]
-        from trading_ws.brokers.kite import open_kite_feed
-        from trading_ws.sim import DEMO_ACCESS_TOKEN, DEMO_API_KEY
-
         with trio.fail_after(10):
             async with open_kite_feed(DEMO_API_KEY, DEMO_ACCESS_TOKEN, url=url) as feed:
                 assert feed.connected
-    finally:
         process.send_signal(signal.SIGINT)
-        process.wait()
-        for stream in (process.stdout, process.stderr):
-            if stream is not None:
-                stream.close()
+        with trio.fail_after(10):
+            assert await process.wait() == 130
+    finally:
+        await reap(process)
