@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import math
 import re
 import ssl
 from collections.abc import AsyncIterator, Iterator
@@ -25,6 +26,7 @@ from ._errors import (
     ConnectError,
     ConnectTimeout,
     RateLimitedError,
+    TradingWsError,
 )
 
 __all__ = [
@@ -205,19 +207,20 @@ async def open_ws(
             try:
                 yield ws
             finally:
-                with trio.move_on_after(close_timeout, shield=True):
-                    await ws.aclose()
+                # A polite closing handshake, unless we are being cancelled: then the reader task is
+                # cancelled too, nobody would read the broker's answer, and waiting would only delay
+                # shutdown. The socket itself is closed below in every case.
+                if trio.current_effective_deadline() != -math.inf:
+                    with trio.move_on_after(close_timeout, shield=True):
+                        await ws.aclose()
                 nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
-        errors = [leaf for leaf in _leaves(group) if not isinstance(leaf, trio.Cancelled)]
-        if not errors:
-            raise  # only cancellation: let the cancel scopes see it as it is
-        if len(errors) > 1:
-            raise ConnectError(f"connection to {endpoint.host}:{endpoint.port} failed") from group
-        mapped = _map_error(errors[0], endpoint, connect_timeout)
-        if mapped is errors[0]:
-            _reraise_leaf(mapped)
-        raise mapped from None
+        chosen = _choose_from_group(group, endpoint, connect_timeout)
+        if chosen is None:
+            raise
+        if any(chosen is leaf for leaf in _leaves(group)):
+            _reraise_leaf(chosen)
+        raise chosen from chosen.__cause__  # a mapped error: no cause, or the group itself
     except BaseException as exc:
         mapped = _map_error(exc, endpoint, connect_timeout)
         if mapped is exc:
@@ -227,6 +230,32 @@ async def open_ws(
         if stream is not None:
             # trio-websocket leaves the stream open when the handshake is refused; we own it.
             await trio.aclose_forcefully(stream)
+
+
+def _choose_from_group(
+    group: BaseExceptionGroup[BaseException], endpoint: WsEndpoint, connect_timeout: float
+) -> BaseException | None:
+    """The one exception a connection's exception group stands for, or None to re-raise the group.
+
+    KeyboardInterrupt, SystemExit and friends are never turned into connection errors (None); a group of
+    cancellations alone stays as it is (None). The body's own library error wins, since it says why the
+    connection ended; otherwise a lone third-party error is mapped to ours, and several unrelated ones
+    become one ConnectError (caused by the group).
+    """
+    leaves = list(_leaves(group))
+    if any(not isinstance(leaf, (Exception, trio.Cancelled)) for leaf in leaves):
+        return None
+    errors = [leaf for leaf in leaves if isinstance(leaf, Exception)]
+    if not errors:
+        return None
+    ours = [leaf for leaf in errors if isinstance(leaf, TradingWsError)]
+    if ours:
+        return ours[0]
+    if len(errors) == 1:
+        return _map_error(errors[0], endpoint, connect_timeout)
+    error = ConnectError(f"connection to {endpoint.host}:{endpoint.port} failed")
+    error.__cause__ = group
+    return error
 
 
 def _reraise_leaf(exc: BaseException) -> NoReturn:
