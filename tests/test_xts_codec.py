@@ -16,9 +16,13 @@ from trading_ws._model import Candle, InstrumentPropertyChange, MarketStatus, Op
 from trading_ws.brokers.xts import (
     CODE_TO_MODE,
     MODE_TO_CODE,
+    EioPong,
+    OpenPacket,
     PartialLevel,
     PartialMessage,
+    SioConnect,
     SioEvent,
+    Unknown,
     datetime_to_xts,
     decode_event,
     decode_full,
@@ -34,6 +38,7 @@ from trading_ws.brokers.xts import (
     subscription_body,
     xts_to_datetime,
 )
+from trading_ws.brokers.xts._codec import decode_message
 
 NOW = 1_700_000_000.5
 
@@ -626,6 +631,53 @@ def _built(depth: Depth) -> bool:
     return depth._bids is not None
 
 
+def test_nested_1502_ignores_its_touchline_book_and_flat_fields() -> None:
+    # The nested form is decoded with the fields it uses only: BidInfo/AskInfo of a 1502 repeat
+    # Bids[0]/Asks[0], and top-level touchline fields lose to the Touchline object anyway.
+    message = DEPTH_1502 | {"LastTradedPrice": "not a number"}
+    message["Touchline"] = DEPTH_1502["Touchline"] | {"BidInfo": [1, 2]}
+    assert only(decode_event("1502-json-full", json.dumps(message), NOW)) == only(
+        decode_event("1502-json-full", json.dumps(DEPTH_1502), NOW)
+    )
+
+
+def test_flat_1502_and_flat_1501_with_null_touchline() -> None:
+    nested = DEPTH_1502
+    flat = {k: v for k, v in nested.items() if k != "Touchline"} | nested["Touchline"]
+    assert only(decode_event("1502-json-full", json.dumps(flat), NOW)) == only(
+        decode_event("1502-json-full", json.dumps(nested), NOW)
+    )
+    message = json.loads(NIFTY_1501)
+    flat_1501 = {k: v for k, v in message.items() if k != "Touchline"} | message["Touchline"]
+    flat_1501["Touchline"] = None
+    assert only(decode_event("1501-json-full", json.dumps(flat_1501), NOW)) == only(
+        decode_event("1501-json-full", NIFTY_1501, NOW)
+    )
+
+
+def test_decoded_objects_are_exactly_the_model_classes() -> None:
+    # The hot path builds Tick and Ohlc without calling the classes; they must be the real thing.
+    for name, data in (("1501-json-full", NIFTY_1501), ("1502-json-full", json.dumps(DEPTH_1502))):
+        tick = only(decode_event(name, data, NOW))
+        assert type(tick) is Tick
+        assert type(tick.ohlc) is Ohlc
+        assert tick.depth is not None
+        assert all(type(level) is DepthLevel for level in [*tick.depth.bids, *tick.depth.asks])
+        assert tick == attrs.evolve(tick)  # every field set: evolve reads them all
+
+
+def test_time_cache_stays_bounded() -> None:
+    from trading_ws.brokers.xts import _codec
+
+    cache = _codec._NSE_TIMES
+    cache.clear()
+    for seconds in range(_codec._TIME_CACHE_MAX + 10):
+        assert cache[seconds + 1] == xts_to_datetime(seconds + 1, 1)
+    assert len(cache) <= _codec._TIME_CACHE_MAX
+    assert cache[0] is None
+    assert cache[None] is None
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Round trips through the encoders.
 
@@ -845,3 +897,150 @@ def test_decode_event_never_raises_anything_but_decode_error(name: str, data: An
         assert len(events) <= 1
     else:
         assert isinstance(error.raw, str | bytes)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# decode_message: the Socket.IO layer and the codec in one call.
+
+
+def reference(text: str | bytes, received_at: float = NOW) -> list[Any] | object:
+    """What decode_message is specified to return: parse_packet, then decode_event for market data."""
+    packet = parse_packet(text)
+    if isinstance(packet, SioEvent) and packet.name in KNOWN_EVENT_NAMES:
+        if not packet.args:
+            raise DecodeError("no data", text)
+        return decode_event(packet.name, packet.args[0], received_at)
+    return packet
+
+
+def outcome(call: Any, text: str | bytes) -> tuple[str, str]:
+    # repr, not ==: NaN fields (an Ohlc with a missing value) never compare equal.
+    try:
+        return "ok", repr(call(text))
+    except DecodeError:
+        return "DecodeError", ""
+
+
+def frame(name: str, data: Any) -> str:
+    return "42" + json.dumps([name, data], separators=(",", ":"))
+
+
+def test_decode_message_market_data_frames() -> None:
+    nifty = json.dumps(json.loads(NIFTY_1501), separators=(",", ":"))
+    expected = decode_event("1501-json-full", NIFTY_1501, NOW)
+    assert decode_message(frame("1501-json-full", nifty), NOW) == expected
+    assert decode_message(frame("1502-json-full", json.dumps(DEPTH_1502)), NOW) == decode_event(
+        "1502-json-full", json.dumps(DEPTH_1502), NOW
+    )
+    assert decode_message(frame("1501-json-partial", APPENDIX_PARTIAL), NOW) == decode_event(
+        "1501-json-partial", APPENDIX_PARTIAL, NOW
+    )
+    assert decode_message(frame("1512-json-full", LTP_1512), NOW) == decode_event(
+        "1512-json-full", LTP_1512, NOW
+    )
+    # Other shapes of the same event go through parse_packet and give the same events.
+    assert (
+        decode_message(frame("1501-json-full", json.loads(NIFTY_1501)), NOW) == expected
+    )  # data as an object
+    assert decode_message('42["1501-json-full", ' + json.dumps(nifty) + " ]", NOW) == expected  # spaces
+    assert decode_message("42/md," + frame("1501-json-full", nifty)[2:], NOW) == expected  # a namespace
+    assert decode_message("4217" + frame("1501-json-full", nifty)[2:], NOW) == expected  # an ack id
+    assert decode_message("42" + json.dumps(["1501-json-full", nifty, 5]), NOW) == expected  # extra args
+    # No numeric instrument: an empty list, still a list.
+    assert decode_message(frame("1504-json-partial", "t:1_NIFTY 50,ltp:22386"), NOW) == []
+
+
+def test_decode_message_returns_other_packets() -> None:
+    joined = frame("joined", "a user joined")
+    assert decode_message(joined, NOW) == SioEvent("joined", ("a user joined",))
+    assert decode_message('42["5018-json-full","{}"]', NOW) == SioEvent("5018-json-full", ("{}",))
+    assert decode_message('42["error"]', NOW) == SioEvent("error", ())
+    assert decode_message("3", NOW) == EioPong()
+    assert decode_message("40", NOW) == SioConnect()
+    assert decode_message(b"\x04binary", NOW) == Unknown(b"\x04binary")
+    opened = decode_message('0{"sid":"s","upgrades":[],"pingInterval":25000,"pingTimeout":60000}', NOW)
+    assert opened == OpenPacket("s", (), 25.0, 60.0)
+
+
+def test_decode_message_errors() -> None:
+    with pytest.raises(DecodeError) as info:
+        decode_message('42["1501-json-full","{"]', NOW)
+    assert info.value.raw == "{"  # the malformed data argument
+    with pytest.raises(DecodeError) as info:
+        decode_message('42["1501-json-full"]', NOW)  # market data without data
+    assert info.value.raw == '42["1501-json-full"]'
+    with pytest.raises(DecodeError) as info:
+        decode_message('42["1501-json-full",', NOW)  # not JSON
+    assert info.value.raw == '42["1501-json-full",'
+    with pytest.raises(DecodeError):
+        decode_message('42["1502-json-partial","ltp:1"]', NOW)  # no t:
+    with pytest.raises(DecodeError):
+        decode_message('42["1501-json-full","\ud800"]', NOW)  # a lone surrogate: not UTF-8
+
+
+def test_decode_message_received_at_defaults_to_now() -> None:
+    import time
+
+    before = time.time()
+    result = decode_message(frame("1512-json-full", LTP_1512))
+    assert isinstance(result, list)
+    tick = only(result)
+    assert before <= tick.received_at <= time.time()
+
+
+KNOWN_EVENT_NAMES = frozenset(KNOWN_EVENTS) - {"1507-json-partial"}
+event_names = st.sampled_from([*KNOWN_EVENTS, "joined", "error", "5018-json-full", ""]) | st.text(max_size=8)
+event_data = (
+    plausible_messages.map(lambda m: json.dumps(m, allow_nan=True))
+    | partial_texts
+    | json_values
+    | plausible_messages
+    | st.text()
+)
+encoded_ticks = (
+    st.tuples(st.just("1501-json-full"), ticks(Mode.QUOTE, one_level=True).map(encode_full))
+    | st.tuples(st.just("1502-json-full"), ticks(Mode.FULL).map(encode_full))
+    | st.tuples(st.just("1512-json-full"), ticks(Mode.LTP).map(encode_full))
+    | st.tuples(st.just("1502-json-partial"), ticks(Mode.FULL).map(encode_partial))
+)
+valid_frames = (
+    encoded_ticks.map(lambda pair: frame(*pair))
+    | st.builds(frame, event_names, event_data)
+    | st.builds(
+        lambda name, data, prefix: "42" + prefix + json.dumps([name, data]),
+        event_names,
+        event_data,
+        st.sampled_from(["", "/", "/md,", "7", "/md,12"]),
+    )
+)
+hostile_texts = (
+    st.text()
+    | st.text().map(lambda t: "42[" + t)
+    | st.text().map(lambda t: '42["1501-json-full",' + t)
+    | valid_frames.flatmap(lambda f: st.integers(0, len(f)).map(lambda n: f[:n]))  # truncated
+    | st.binary()
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(text=valid_frames)
+def test_decode_message_agrees_with_parse_packet_and_decode_event(text: str) -> None:
+    assert outcome(lambda t: decode_message(t, NOW), text) == outcome(reference, text)
+
+
+@settings(max_examples=600, deadline=None)
+@given(text=hostile_texts)
+def test_decode_message_never_raises_anything_but_decode_error(text: str | bytes) -> None:
+    error: DecodeError | None = None
+    try:
+        result = decode_message(text, NOW)
+    except DecodeError as exc:
+        error = exc
+    if error is not None:
+        assert isinstance(error.raw, str | bytes)
+        return
+    assert outcome(lambda t: decode_message(t, NOW), text) == outcome(reference, text)
+    if isinstance(result, list):
+        for event in result:
+            if isinstance(event, Tick) and event.depth is not None:
+                _ = (event.depth.bids, event.depth.asks)  # lazy depth is readable

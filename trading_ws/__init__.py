@@ -51,6 +51,7 @@ from ._model import (
 from ._ratelimit import RateLimit as RateLimit
 from ._version import __version__ as __version__
 from .brokers.kite import KiteBroker as KiteBroker
+from .brokers.xts import XtsBroker as XtsBroker
 
 __all__ = [
     "IST",
@@ -94,5 +95,6 @@ __all__ = [
     "Tick",
     "TradingWsError",
     "UnknownSymbolError",
+    "XtsBroker",
     "open_market_data",
 ]

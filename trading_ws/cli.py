@@ -1,5 +1,6 @@
-"""The ``trading-ws`` command: ``demo`` (the library against its embedded simulator) and ``sim`` (run a
-simulator for other programs, such as the brokers' own clients)."""
+"""The ``trading-ws`` command: ``demo`` (the library against its embedded simulators: ``--broker kite``,
+``xts`` or ``both``) and ``sim kite`` / ``sim xts`` (run a simulator for other programs, such as the
+brokers' own clients)."""
 
 from __future__ import annotations
 
@@ -7,17 +8,30 @@ import argparse
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 
 import attrs
 import trio
 
-from ._model import Connected, Disconnected, Mode, Reconnecting, Resubscribed, Tick
+from ._model import Broker, Connected, Disconnected, Mode, Reconnecting, Resubscribed, Tick
 from ._version import __version__
 from .brokers.kite import open_kite_feed
-from .sim import DEMO_ACCESS_TOKEN, DEMO_API_KEY, KiteSimulator, find_instrument
+from .brokers.xts import open_xts_feed
+from .sim import (
+    DEMO_ACCESS_TOKEN,
+    DEMO_API_KEY,
+    DEMO_APP_KEY,
+    DEMO_SECRET_KEY,
+    Instrument,
+    KiteSimulator,
+    XtsSimulator,
+    find_instrument,
+)
 
 __all__ = ["main"]
+
+DEMO_BROKERS = ("kite", "xts", "both")
+_TITLES = {("kite",): "Kite simulator", ("xts",): "XTS simulator", ("kite", "xts"): "Kite and XTS simulators"}
 
 DEFAULT_SYMBOLS = (
     "NSE:INFY",
@@ -41,31 +55,52 @@ class _Row:
     rate: float = 0.0
 
 
+def _row_key(tick: Tick) -> Hashable:
+    """Where a tick belongs on the board: Kite by token, XTS by (segment, instrument id)."""
+    if tick.broker is Broker.XTS:
+        return (Broker.XTS, tick.segment, tick.instrument_token)
+    return (Broker.KITE, tick.instrument_token)
+
+
+def _instrument_key(broker: str, instrument: Instrument) -> Hashable:
+    if broker == "xts":
+        return (Broker.XTS, instrument.xts_segment, instrument.xts_instrument_id)
+    return (Broker.KITE, instrument.kite_token)
+
+
 @attrs.define
 class _Board:
-    """The demo's state: rows by token, the feed's status line, and totals."""
+    """The demo's state: rows by (broker, instrument), each feed's status line, and totals."""
 
-    rows: dict[int, _Row]
-    status: str = "connecting"
+    rows: dict[Hashable, _Row]
+    statuses: dict[str, str] = attrs.field(factory=lambda: {"kite": "connecting"})
+    title: str = "Kite simulator"
     total: int = 0
     started: float = attrs.field(factory=time.monotonic)
 
+    @property
+    def status(self) -> str:
+        """One feed's status, or every feed's, labelled."""
+        if len(self.statuses) == 1:
+            return next(iter(self.statuses.values()))
+        return " · ".join(f"{broker}: {status}" for broker, status in self.statuses.items())
+
     def apply(self, event: object) -> None:
         if isinstance(event, Tick):
-            row = self.rows.get(event.instrument_token)
+            row = self.rows.get(_row_key(event))
             if row is not None:
                 row.last = event
                 row.ticks += 1
                 row.window_ticks += 1
                 self.total += 1
         elif isinstance(event, Connected):
-            self.status = "connected"
+            self.statuses[event.broker] = "connected"
         elif isinstance(event, Disconnected):
-            self.status = f"disconnected: {event.reason}"
+            self.statuses[event.broker] = f"disconnected: {event.reason}"
         elif isinstance(event, Reconnecting):
-            self.status = f"reconnecting (attempt {event.attempt}, in {event.delay:.1f} s)"
+            self.statuses[event.broker] = f"reconnecting (attempt {event.attempt}, in {event.delay:.1f} s)"
         elif isinstance(event, Resubscribed):
-            self.status = f"connected, {event.instruments} instruments resubscribed"
+            self.statuses[event.broker] = f"connected, {event.instruments} instruments resubscribed"
 
     def roll_rates(self) -> None:
         now = time.monotonic()
@@ -111,7 +146,7 @@ def _render_table(board: _Board) -> object:
 
     elapsed = time.monotonic() - board.started
     table = Table(
-        title=f"trading-ws demo · Kite simulator · {board.status}",
+        title=f"trading-ws demo · {board.title} · {board.status}",
         caption=f"{board.total:,} ticks in {elapsed:.0f} s · Ctrl-C to stop",
     )
     for name in HEADERS:
@@ -144,24 +179,83 @@ async def _render(board: _Board, live: bool, interval: float) -> None:
             print(stamp, f"status={board.status} total_ticks={board.total}", flush=True)
 
 
-async def run_demo(
-    symbols: Sequence[str], *, mode: Mode, duration: float | None, tick_interval: float, seed: int, live: bool
-) -> int:
-    """Run the demo: start the simulator on a loopback port, connect the real Kite feed, show ticks.
-
-    Blocks until `duration` seconds have passed (or forever), then returns the number of ticks seen.
-    """
-    instruments = [find_instrument(symbol) for symbol in symbols]
-    board = _Board({i.kite_token: _Row(i.symbol, window_start=time.monotonic()) for i in instruments})
+async def _stream_kite(
+    board: _Board,
+    instruments: Sequence[Instrument],
+    mode: Mode,
+    tick_interval: float,
+    seed: int,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve the Kite simulator, connect the real Kite feed, subscribe, and feed the board (forever)."""
     simulator = KiteSimulator(tick_interval=tick_interval, seed=seed)
+    async with trio.open_nursery() as nursery:
+        url = await nursery.start(simulator.serve)
+        async with open_kite_feed(DEMO_API_KEY, DEMO_ACCESS_TOKEN, url=url) as feed:
+            await feed.subscribe([i.kite_token for i in instruments], mode)
+            task_status.started()
+            async for event in feed:
+                board.apply(event)
+
+
+async def _stream_xts(
+    board: _Board,
+    instruments: Sequence[Instrument],
+    mode: Mode,
+    tick_interval: float,
+    seed: int,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve the XTS simulator, connect the real XTS feed (REST login + Socket.IO), subscribe, and feed
+    the board (forever)."""
+    simulator = XtsSimulator(tick_interval=tick_interval, seed=seed)
+    async with trio.open_nursery() as nursery:
+        root = await nursery.start(simulator.serve)
+        # No logout on exit: the simulator goes away with the demo.
+        async with open_xts_feed(DEMO_APP_KEY, DEMO_SECRET_KEY, root_url=root, logout_on_exit=False) as feed:
+            await feed.subscribe([(i.xts_segment, i.xts_instrument_id) for i in instruments], mode)
+            task_status.started()
+            async for event in feed:
+                board.apply(event)
+
+
+async def run_demo(
+    symbols: Sequence[str],
+    *,
+    mode: Mode,
+    duration: float | None,
+    tick_interval: float,
+    seed: int,
+    live: bool,
+    broker: str = "kite",
+) -> int:
+    """Run the demo: start the simulator(s) on loopback ports, connect the real feed(s), show ticks.
+
+    `broker` is ``"kite"``, ``"xts"`` or ``"both"`` (one row per symbol and broker). Blocks until
+    `duration` seconds have passed (or forever), then returns the number of ticks seen.
+
+    Raises:
+        KeyError: a symbol is not in the simulators' universe.
+        ValueError: an unknown broker.
+    """
+    if broker not in DEMO_BROKERS:
+        raise ValueError(f"broker must be one of {DEMO_BROKERS}, got {broker!r}")
+    brokers = ("kite", "xts") if broker == "both" else (broker,)
+    instruments = [find_instrument(symbol) for symbol in symbols]
+    rows: dict[Hashable, _Row] = {}
+    for name in brokers:
+        for i in instruments:
+            label = i.symbol if len(brokers) == 1 else f"{i.symbol} ({name})"
+            rows[_instrument_key(name, i)] = _Row(label, window_start=time.monotonic())
+    board = _Board(rows, dict.fromkeys(brokers, "connecting"), _TITLES[brokers])
+    streams = {"kite": _stream_kite, "xts": _stream_xts}
     with trio.move_on_after(duration if duration is not None else float("inf")):
         async with trio.open_nursery() as nursery:
-            url = await nursery.start(simulator.serve)
-            async with open_kite_feed(DEMO_API_KEY, DEMO_ACCESS_TOKEN, url=url) as feed:
-                await feed.subscribe([i.kite_token for i in instruments], mode)
-                nursery.start_soon(_render, board, live, 0.25)
-                async for event in feed:
-                    board.apply(event)
+            for name in brokers:
+                await nursery.start(streams[name], board, instruments, mode, tick_interval, seed)
+            nursery.start_soon(_render, board, live, 0.25)
     if not live:
         print(f"demo finished: {board.total} ticks", flush=True)
     return board.total
@@ -174,6 +268,19 @@ async def run_kite_sim(host: str, port: int, api_key: str, access_token: str, ti
         url = await nursery.start(simulator.serve, host, port)
         print(f"Kite simulator listening on {url}", flush=True)
         print("  connect with: api_key=<your --api-key> access_token=<your --access-token>", flush=True)
+
+
+async def run_xts_sim(host: str, port: int, app_key: str, secret_key: str, tick_interval: float) -> None:
+    """Serve the XTS simulator (REST and Socket.IO on one port) until cancelled, printing its root URL."""
+    simulator = XtsSimulator(app_key=app_key, secret_key=secret_key, tick_interval=tick_interval)
+    async with trio.open_nursery() as nursery:
+        root = await nursery.start(simulator.serve, host, port)
+        print(f"XTS simulator listening on {root}", flush=True)
+        print(
+            f"  log in at {root}/apimarketdata/auth/login with appKey=<your --app-key> "
+            f"secretKey=<your --secret-key> (user {simulator.user_id})",
+            flush=True,
+        )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -193,6 +300,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--tick-interval", type=float, default=0.2, help="simulator seconds between frames")
     demo.add_argument("--seed", type=int, default=0, help="simulator random seed")
     demo.add_argument("--plain", action="store_true", help="plain lines even on a terminal")
+    demo.add_argument(
+        "--broker", choices=DEMO_BROKERS, default="kite", help="which simulator and feed (both: side by side)"
+    )
 
     sim = commands.add_parser("sim", help="run a broker simulator on a loopback port")
     brokers = sim.add_subparsers(dest="broker", required=True)
@@ -202,6 +312,12 @@ def _parser() -> argparse.ArgumentParser:
     kite.add_argument("--api-key", default=DEMO_API_KEY)
     kite.add_argument("--access-token", default=DEMO_ACCESS_TOKEN)
     kite.add_argument("--tick-interval", type=float, default=0.2)
+    xts = brokers.add_parser("xts", help="the Symphony XTS market-data API (REST and Socket.IO, one port)")
+    xts.add_argument("--host", default="127.0.0.1")
+    xts.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    xts.add_argument("--app-key", default=DEMO_APP_KEY)
+    xts.add_argument("--secret-key", default=DEMO_SECRET_KEY)
+    xts.add_argument("--tick-interval", type=float, default=0.2)
     return parser
 
 
@@ -226,8 +342,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     tick_interval=args.tick_interval,
                     seed=args.seed,
                     live=live,
+                    broker=args.broker,
                 )
             )
+        elif args.command == "sim" and args.broker == "xts":
+            trio.run(run_xts_sim, args.host, args.port, args.app_key, args.secret_key, args.tick_interval)
         elif args.command == "sim":
             trio.run(run_kite_sim, args.host, args.port, args.api_key, args.access_token, args.tick_interval)
     except KeyboardInterrupt:

@@ -2,7 +2,9 @@
 
 `KiteSimulator` serves the Kite Connect v3 ticker protocol on loopback from a seeded random walk
 (`Market`) over a small universe of real instruments (`UNIVERSE`), with fault knobs (dropped
-connections, silence, malformed frames, refused handshakes, text postbacks).
+connections, silence, malformed frames, refused handshakes, text postbacks). `XtsSimulator` serves the
+Symphony XTS market-data API (REST and Socket.IO on one port) from the same market, with its own knobs
+(dropped connections, silence, garbage, expired tokens, refused logins).
 """
 
 from ._kite import (
@@ -20,10 +22,20 @@ from ._universe import (
     find_instrument as find_instrument,
     kite_instruments_csv as kite_instruments_csv,
 )
+from ._xts import (
+    DEMO_APP_KEY as DEMO_APP_KEY,
+    DEMO_SECRET_KEY as DEMO_SECRET_KEY,
+    DEMO_USER_ID as DEMO_USER_ID,
+    XtsSimulator as XtsSimulator,
+    XtsSimulatorStatistics as XtsSimulatorStatistics,
+)
 
 __all__ = [
     "DEMO_ACCESS_TOKEN",
     "DEMO_API_KEY",
+    "DEMO_APP_KEY",
+    "DEMO_SECRET_KEY",
+    "DEMO_USER_ID",
     "KITE_CSV_HEADER",
     "KITE_SEGMENT_IDS",
     "UNIVERSE",
@@ -31,6 +43,8 @@ __all__ = [
     "KiteSimulator",
     "KiteSimulatorStatistics",
     "Market",
+    "XtsSimulator",
+    "XtsSimulatorStatistics",
     "find_instrument",
     "kite_instruments_csv",
 ]

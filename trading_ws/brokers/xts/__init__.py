@@ -1,6 +1,7 @@
-"""Symphony XTS market data (JSON product): the Engine.IO v3 / Socket.IO packet layer, the message codec
-and the instrument master parser."""
+"""Symphony XTS market data (JSON product): the Engine.IO v3 / Socket.IO packet layer, the message codec,
+the instrument master parser, the REST session, the reconnecting feed and the manager's `XtsBroker`."""
 
+from ._broker import DEFAULT_MASTER_SEGMENTS as DEFAULT_MASTER_SEGMENTS, XtsBroker as XtsBroker
 from ._codec import (
     CODE_TO_MODE as CODE_TO_MODE,
     INSTRUMENT_PROPERTY_NAMES as INSTRUMENT_PROPERTY_NAMES,
@@ -45,6 +46,13 @@ from ._engineio import (
     encode_pong as encode_pong,
     parse_packet as parse_packet,
 )
+from ._feed import (
+    BROADCAST_MODES as BROADCAST_MODES,
+    XTS_FLAVOURS as XTS_FLAVOURS,
+    XtsFeed as XtsFeed,
+    XtsFeedStatistics as XtsFeedStatistics,
+    open_xts_feed as open_xts_feed,
+)
 from ._instruments import (
     EXCHANGE_BY_SEGMENT as EXCHANGE_BY_SEGMENT,
     SEGMENT_IDS as SEGMENT_IDS,
@@ -54,20 +62,39 @@ from ._instruments import (
     parse_master_row as parse_master_row,
     render_master as render_master,
 )
+from ._rest import (
+    API_PATH as API_PATH,
+    MAX_SUBSCRIPTIONS as MAX_SUBSCRIPTIONS,
+    CredentialsProvider as CredentialsProvider,
+    InvalidTokenError as InvalidTokenError,
+    LoginRefusedError as LoginRefusedError,
+    SubscribeResult as SubscribeResult,
+    XtsEndpoints as XtsEndpoints,
+    XtsSession as XtsSession,
+    parse_root_url as parse_root_url,
+)
 
 __all__ = [
+    "API_PATH",
+    "BROADCAST_MODES",
     "CODE_TO_MODE",
+    "DEFAULT_MASTER_SEGMENTS",
     "EXCHANGE_BY_SEGMENT",
     "INSTRUMENT_PROPERTY_NAMES",
+    "MAX_SUBSCRIPTIONS",
     "MESSAGE_CODES",
     "MODE_TO_CODE",
     "SEGMENT_IDS",
+    "XTS_FLAVOURS",
+    "CredentialsProvider",
     "EioClose",
     "EioNoop",
     "EioPacketType",
     "EioPing",
     "EioPong",
     "EioUpgrade",
+    "InvalidTokenError",
+    "LoginRefusedError",
     "OpenPacket",
     "Packet",
     "PartialLevel",
@@ -76,8 +103,14 @@ __all__ = [
     "SioDisconnect",
     "SioError",
     "SioEvent",
+    "SubscribeResult",
     "Unknown",
+    "XtsBroker",
+    "XtsEndpoints",
+    "XtsFeed",
+    "XtsFeedStatistics",
     "XtsInstrument",
+    "XtsSession",
     "datetime_to_xts",
     "decode_event",
     "decode_full",
@@ -95,11 +128,13 @@ __all__ = [
     "encode_pong",
     "event_name",
     "is_index",
+    "open_xts_feed",
     "parse_master",
     "parse_master_lenient",
     "parse_master_row",
     "parse_packet",
     "parse_partial",
+    "parse_root_url",
     "render_master",
     "subscription_body",
     "xts_to_datetime",

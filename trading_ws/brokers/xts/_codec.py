@@ -29,11 +29,18 @@ code    full / partial              becomes
 Any other event name (``joined``, ``5018-json-full``, ``xts-binary-packet``...) decodes to ``[]``; the
 feed counts those.
 
+**The feed should call `decode_message`** with each WebSocket message: it parses the Socket.IO layer and
+decodes market data in one step, with a fast path for ``42["<name>","<data>"]`` frames (see
+``benchmarks/bench_xts_decode.py``), and returns the `Packet` for anything else.
+
 Choices where the protocol reference says "not verified" (or sources disagree):
 
 * **Touchline shape**: both the nested form (``Touchline`` object) and the flat form (touchline fields at
-  the top level) are accepted, for 1501, 1502 and 1504; when both are present the nested one wins. Both
-  ``LastTradedQunatity`` (the wire's spelling) and ``LastTradedQuantity`` are read; the former wins.
+  the top level) are accepted, for 1501, 1502 and 1504; when both are present the nested one wins (for
+  1501 and 1502 sent as JSON text, the top-level touchline fields of a nested message are then not even read,
+  nor is the ``BidInfo``/``AskInfo`` of a 1502, which repeats ``Bids[0]``/``Asks[0]``: a malformed value
+  there is ignored). Both ``LastTradedQunatity`` (the wire's spelling) and ``LastTradedQuantity`` are
+  read; the former wins.
 * **Timestamps** (section 4.10): XTS time is seconds of IST wall-clock time since 1980-01-01 for segments
   1, 2 and 3 (NSE), and since **1970-01-01 IST wall-clock** for every other segment (NODE-V2's
   ``getBaseReferenceDate`` builds both epochs the same way, as local dates; the REST OHLC bars are also
@@ -94,6 +101,7 @@ from ..._model import (
     OpenInterest,
     Tick,
 )
+from ._engineio import Packet, SioEvent, parse_packet
 
 __all__ = [
     "CANDLE",
@@ -114,6 +122,7 @@ __all__ = [
     "decode_event",
     "decode_full",
     "decode_list_quotes",
+    "decode_message",
     "decode_partial",
     "encode_full",
     "encode_partial",
@@ -310,6 +319,35 @@ def _bar_time(seconds: int) -> datetime:
     return _unix_to_dt(seconds + _OTHER_OFFSET)
 
 
+class _XtsTimes(dict[int | None, datetime | None]):
+    """XTS seconds of one time base -> the IST datetime (None for 0 or None), computed on first use.
+
+    ``times[seconds]`` is a single dictionary lookup once a second has been seen: the timestamps of a feed
+    repeat from message to message within a second. Holds at most ``_TIME_CACHE_MAX`` entries.
+
+    Raises (on a miss):
+        OverflowError, ValueError, OSError: the time is outside the platform's range.
+    """
+
+    __slots__ = ("_offset",)
+
+    def __init__(self, offset: int) -> None:
+        super().__init__()
+        self._offset = offset
+
+    def __missing__(self, seconds: int | None) -> datetime | None:
+        value = datetime.fromtimestamp(seconds + self._offset, IST) if seconds else None
+        if len(self) >= _TIME_CACHE_MAX:
+            self.clear()
+        self[seconds] = value
+        return value
+
+
+#: The hot-path caches, by time base: NSE segments (1980 base) and the others (1970 base).
+_NSE_TIMES: Final = _XtsTimes(_NSE_OFFSET)
+_OTHER_TIMES: Final = _XtsTimes(_OTHER_OFFSET)
+
+
 def is_index(segment: int, instrument_id: int) -> bool:
     """True for the well-known NSE index ids (26000-26099 on segment 1), which are not tradable."""
     return segment == 1 and 26000 <= instrument_id <= 26099
@@ -319,6 +357,13 @@ def is_index(segment: int, instrument_id: int) -> bool:
 # Wire structures (full form). Wire field names are kept as-is; every field is optional so that one
 # missing or null value is a decision of the normalizer, not a validation error. They hold no reference
 # cycles, so they stay out of the cyclic GC (gc=False: cheaper to allocate).
+#
+# Speed notes (measured, see benchmarks/bench_xts_decode.py): msgspec looks a key up by scanning the
+# fields from the one after the last match, wrapping around, so (1) fields are declared in the order the
+# server sends them (an in-order key is found at the first comparison), and (2) the hot structs are kept
+# small: every key a struct does not declare (MessageCode, SequenceNumber...) costs a scan of all its
+# fields. Hence the nested 1501/1502 forms are decoded with small structs (`_Nested1501`, `_Nested1502`),
+# and only a message without a ``Touchline`` object is decoded again with the flat-capable one.
 
 
 class _Book(msgspec.Struct, gc=False):
@@ -327,10 +372,11 @@ class _Book(msgspec.Struct, gc=False):
     TotalOrders: int = 0
 
 
-class _TouchlineFields(msgspec.Struct, gc=False):
+class _DepthTouchline(msgspec.Struct, gc=False):
+    """The touchline fields a 1502 uses (its ``BidInfo``/``AskInfo`` repeat ``Bids[0]``/``Asks[0]``)."""
+
     LastTradedPrice: float | None = None
     LastTradedQunatity: int | None = None
-    LastTradedQuantity: int | None = None
     TotalBuyQuantity: int | None = None
     TotalSellQuantity: int | None = None
     TotalTradedQuantity: int | None = None
@@ -342,6 +388,11 @@ class _TouchlineFields(msgspec.Struct, gc=False):
     High: float | None = None
     Low: float | None = None
     Close: float | None = None
+    LastTradedQuantity: int | None = None
+
+
+class _TouchlineFields(_DepthTouchline, gc=False):
+    # Declared last, sent first: the field scan wraps around, so the wire order is still followed.
     BidInfo: _Book | None = None
     AskInfo: _Book | None = None
 
@@ -352,7 +403,19 @@ class _Header(msgspec.Struct, gc=False):
     ExchangeTimeStamp: int | None = None
 
 
+class _Nested1501(_Header, gc=False):
+    Touchline: _TouchlineFields | None = None
+
+
+class _Nested1502(_Header, gc=False):
+    Bids: list[_Book] | None = None
+    Asks: list[_Book] | None = None
+    Touchline: _DepthTouchline | None = None
+
+
 class _Touchline(_TouchlineFields, gc=False):
+    """A 1501 in either form: the touchline fields at the top level (flat) or in ``Touchline``."""
+
     ExchangeSegment: int | None = None
     ExchangeInstrumentID: int | None = None
     ExchangeTimeStamp: int | None = None
@@ -407,73 +470,94 @@ class _OpenInterest(_Header, gc=False):
 # Normalization of full messages.
 
 
-class _LazyDepth(Depth):
-    """A `Depth` that keeps the decoded wire rows and builds its `DepthLevel` objects on first access.
+class _RowsDepth(Depth):
+    """The `Depth` of a 1502: keeps the decoded ``Bids``/``Asks`` rows, builds `DepthLevel` objects on
+    first access to ``bids``/``asks``.
 
-    Most consumers read only the last price; building ten levels per 1502 message would otherwise be a
-    large part of the decode. Behaves exactly as ``Depth(bids, asks)`` (equality, repr).
+    Most consumers read only the last price; building ten levels per message would otherwise be a large
+    part of the decode. Behaves exactly as ``Depth(bids, asks)`` (equality, repr).
     """
 
-    __slots__ = ("_rows_asks", "_rows_bids")
+    __slots__ = ("_src",)
 
-    _rows_bids: Sequence[_Book]
-    _rows_asks: Sequence[_Book]
+    _src: _Nested1502 | _MarketDepth
 
     def _materialize(self) -> None:
-        level = DepthLevel
-        bids: list[DepthLevel] = []
-        for r in self._rows_bids:
-            bids.append(level(r.Price, r.Size, r.TotalOrders))
-        asks: list[DepthLevel] = []
-        for r in self._rows_asks:
-            asks.append(level(r.Price, r.Size, r.TotalOrders))
-        self._bids = bids
-        self._asks = asks
+        src = self._src
+        self._bids = _levels_of(src.Bids)
+        self._asks = _levels_of(src.Asks)
 
 
+class _TouchlineDepth(Depth):
+    """The one-level `Depth` of a 1501 touchline's ``BidInfo``/``AskInfo``, built on first access."""
+
+    __slots__ = ("_src",)
+
+    _src: _TouchlineFields
+
+    def _materialize(self) -> None:
+        src = self._src
+        bid = src.BidInfo
+        ask = src.AskInfo
+        self._bids = [] if bid is None else [DepthLevel(bid.Price, bid.Size, bid.TotalOrders)]
+        self._asks = [] if ask is None else [DepthLevel(ask.Price, ask.Size, ask.TotalOrders)]
+
+
+# Hot-path construction of model objects: ``obj = _new_object(Cls); _init_cls(obj, ...)`` builds the same
+# object as ``Cls(...)`` (the attrs classes have no __new__ of their own), but a Python-to-Python call to
+# __init__ is cheaper than a call of the class (about 100 ns less per Tick on the project's machines).
 _new_object = object.__new__
+_init_tick = Tick.__init__
+_init_ohlc = Ohlc.__init__
+_init_level = DepthLevel.__init__
+
+
+def _levels_of(rows: Sequence[_Book] | None) -> list[DepthLevel]:
+    """``[DepthLevel(r.Price, r.Size, r.TotalOrders) for r in rows or ()]``, faster."""
+    new = _new_object
+    init = _init_level
+    levels: list[DepthLevel] = []
+    append = levels.append
+    for r in rows or ():
+        level = new(DepthLevel)
+        init(level, r.Price, r.Size, r.TotalOrders)
+        append(level)
+    return levels
 
 
 def _touchline_tick(
-    m: _Touchline,
-    t: _TouchlineFields,
+    m: _Header | _Touchline,
+    t: _DepthTouchline,
     mode: Mode,
-    bids: Sequence[_Book] | None,
-    asks: Sequence[_Book] | None,
+    depth: Depth | None,
     received_at: float,
 ) -> Tick:
-    if bids is None and asks is None:
-        depth = None
-    else:
-        depth = _new_object(_LazyDepth)
-        depth._bids = depth._asks = None
-        depth._rows_bids = bids or ()
-        depth._rows_asks = asks or ()
+    # The Tick of a 1501 or 1502 (also inlined, for speed, in _text_1501 and _text_1502).
     seg = m.ExchangeSegment
     iid = m.ExchangeInstrumentID
     last = t.LastTradedPrice
     if seg is None or iid is None or last is None:
         raise ValueError("missing ExchangeSegment, ExchangeInstrumentID or LastTradedPrice")
-    off = _NSE_OFFSET if seg in _NSE_SEGMENTS else _OTHER_OFFSET
-    times = _TIME_CACHE
+    times = _NSE_TIMES if seg in _NSE_SEGMENTS else _OTHER_TIMES
+    change = t.PercentChange
     o, h, lo, c = t.Open, t.High, t.Low, t.Close
     if o is None and h is None and lo is None and c is None:
         ohlc = None
-        change = t.PercentChange
     else:
-        ohlc = Ohlc(
+        ohlc = _new_object(Ohlc)
+        _init_ohlc(
+            ohlc,
             _NAN if o is None else o,
             _NAN if h is None else h,
             _NAN if lo is None else lo,
             _NAN if c is None else c,
         )
-        change = t.PercentChange
         if change is None and c is not None:
             change = (last - c) * 100 / c if c else 0.0
-    ltt = t.LastTradedTime
-    ets = m.ExchangeTimeStamp or t.LastUpdateTime
     ltq = t.LastTradedQunatity
-    return Tick(
+    tick = _new_object(Tick)
+    _init_tick(
+        tick,
         _XTS,
         iid,
         mode,
@@ -486,8 +570,8 @@ def _touchline_tick(
         t.TotalSellQuantity,
         ohlc,
         change,
-        (times.get(ltt + off) or _unix_to_dt(ltt + off)) if ltt else None,
-        (times.get(ets + off) or _unix_to_dt(ets + off)) if ets else None,
+        times[t.LastTradedTime],
+        times[m.ExchangeTimeStamp or t.LastUpdateTime],
         None,
         None,
         None,
@@ -496,24 +580,34 @@ def _touchline_tick(
         None,
         seg,
     )
+    return tick
+
+
+def _touchline_depth(t: _TouchlineFields) -> Depth | None:
+    if t.BidInfo is None and t.AskInfo is None:
+        return None
+    depth = _new_object(_TouchlineDepth)
+    depth._bids = depth._asks = None
+    depth._src = t
+    return depth
+
+
+def _rows_depth(m: _Nested1502 | _MarketDepth) -> Depth | None:
+    if m.Bids is None and m.Asks is None:
+        return None
+    depth = _new_object(_RowsDepth)
+    depth._bids = depth._asks = None
+    depth._src = m
+    return depth
 
 
 def _full_1501(m: _Touchline, received_at: float) -> Event:
     t = m.Touchline or m
-    bid = t.BidInfo
-    ask = t.AskInfo
-    return _touchline_tick(
-        m,
-        t,
-        _QUOTE_MODE,
-        None if bid is None else (bid,),
-        None if ask is None else (ask,),
-        received_at,
-    )
+    return _touchline_tick(m, t, _QUOTE_MODE, _touchline_depth(t), received_at)
 
 
 def _full_1502(m: _MarketDepth, received_at: float) -> Event:
-    return _touchline_tick(m, m.Touchline or m, _FULL_MODE, m.Bids, m.Asks, received_at)
+    return _touchline_tick(m, m.Touchline or m, _FULL_MODE, _rows_depth(m), received_at)
 
 
 def _full_1512(m: _Ltp, received_at: float) -> Event:
@@ -691,8 +785,16 @@ _ENCODER = msgspec.json.Encoder()
 
 
 # Exceptions a normalizer can raise on hostile values (missing fields, times out of range, a dict where
-# an object is expected): all of them become DecodeError.
-_BAD_VALUE = (ValueError, TypeError, OverflowError, OSError, AttributeError, msgspec.MsgspecError)
+# an object is expected, JSON nested deeper than the recursion limit): all of them become DecodeError.
+_BAD_VALUE = (
+    ValueError,
+    TypeError,
+    OverflowError,
+    OSError,
+    AttributeError,
+    RecursionError,
+    msgspec.MsgspecError,
+)
 
 _Handler = Callable[[Any, float], list[Event]]
 
@@ -702,32 +804,188 @@ def _raw(data: Any) -> str | bytes:
         return data
     try:
         return _ENCODER.encode(data).decode()
-    except (TypeError, ValueError, OverflowError, msgspec.MsgspecError):
+    except (TypeError, ValueError, OverflowError, RecursionError, msgspec.MsgspecError):
+        pass
+    try:
         return repr(data)
+    except RecursionError:  # an object nested too deeply even for repr
+        return f"<{type(data).__name__} nested too deeply to show>"
 
 
 _Decode = Callable[[Any], Any]  # JSON text (str or bytes-like) -> wire struct
 _Normalize = Callable[[Any, float], Event]
 
+# Text handlers take the JSON text of a full message (str or bytes-like) and the receipt time.
+_decode_nested_1501: Final = msgspec.json.Decoder(_Nested1501, strict=False).decode
+_decode_flat_1501: Final = msgspec.json.Decoder(_Touchline, strict=False).decode
+_decode_nested_1502: Final = msgspec.json.Decoder(_Nested1502, strict=False).decode
+_decode_flat_1502: Final = msgspec.json.Decoder(_MarketDepth, strict=False).decode
 
-class _Full(NamedTuple):
-    decode: _Decode
-    normalize: _Normalize
-    handler: _Handler
+
+def _text_1501(data: Any, received_at: float) -> list[Event]:
+    # The hot path of a 1501: _full_1501 inlined (each call saved is measurable).
+    try:
+        m: _Nested1501 | _Touchline = _decode_nested_1501(data)
+        t = m.Touchline
+        if t is None:  # the flat form
+            m = t = _decode_flat_1501(data)
+        seg = m.ExchangeSegment
+        iid = m.ExchangeInstrumentID
+        last = t.LastTradedPrice
+        if seg is None or iid is None or last is None:
+            raise ValueError("missing ExchangeSegment, ExchangeInstrumentID or LastTradedPrice")
+        if t.BidInfo is None and t.AskInfo is None:
+            depth = None
+        else:
+            depth = _new_object(_TouchlineDepth)
+            depth._bids = depth._asks = None
+            depth._src = t
+        times = _NSE_TIMES if seg in _NSE_SEGMENTS else _OTHER_TIMES
+        change = t.PercentChange
+        o, h, lo, c = t.Open, t.High, t.Low, t.Close
+        if o is None and h is None and lo is None and c is None:
+            ohlc = None
+        else:
+            ohlc = _new_object(Ohlc)
+            _init_ohlc(
+                ohlc,
+                _NAN if o is None else o,
+                _NAN if h is None else h,
+                _NAN if lo is None else lo,
+                _NAN if c is None else c,
+            )
+            if change is None and c is not None:
+                change = (last - c) * 100 / c if c else 0.0
+        ltq = t.LastTradedQunatity
+        tick = _new_object(Tick)
+        _init_tick(
+            tick,
+            _XTS,
+            iid,
+            _QUOTE_MODE,
+            not (seg == 1 and 26000 <= iid <= 26099),
+            last,
+            t.LastTradedQuantity if ltq is None else ltq,
+            t.AverageTradedPrice,
+            t.TotalTradedQuantity,
+            t.TotalBuyQuantity,
+            t.TotalSellQuantity,
+            ohlc,
+            change,
+            times[t.LastTradedTime],
+            times[m.ExchangeTimeStamp or t.LastUpdateTime],
+            None,
+            None,
+            None,
+            depth,
+            received_at,
+            None,
+            seg,
+        )
+        return [tick]
+    except _BAD_VALUE as exc:
+        raise DecodeError(f"malformed XTS 1501 message: {exc}", _raw(data)) from exc
 
 
-def _full(code: int, cls: type[Any], normalize: _Normalize) -> _Full:
+def _text_1502(data: Any, received_at: float) -> list[Event]:
+    # The hot path of a 1502: _full_1502 inlined.
+    try:
+        m: _Nested1502 | _MarketDepth = _decode_nested_1502(data)
+        t = m.Touchline
+        if t is None:  # the flat form
+            m = t = _decode_flat_1502(data)
+        seg = m.ExchangeSegment
+        iid = m.ExchangeInstrumentID
+        last = t.LastTradedPrice
+        if seg is None or iid is None or last is None:
+            raise ValueError("missing ExchangeSegment, ExchangeInstrumentID or LastTradedPrice")
+        if m.Bids is None and m.Asks is None:
+            depth = None
+        else:
+            depth = _new_object(_RowsDepth)
+            depth._bids = depth._asks = None
+            depth._src = m
+        times = _NSE_TIMES if seg in _NSE_SEGMENTS else _OTHER_TIMES
+        change = t.PercentChange
+        o, h, lo, c = t.Open, t.High, t.Low, t.Close
+        if o is None and h is None and lo is None and c is None:
+            ohlc = None
+        else:
+            ohlc = _new_object(Ohlc)
+            _init_ohlc(
+                ohlc,
+                _NAN if o is None else o,
+                _NAN if h is None else h,
+                _NAN if lo is None else lo,
+                _NAN if c is None else c,
+            )
+            if change is None and c is not None:
+                change = (last - c) * 100 / c if c else 0.0
+        ltq = t.LastTradedQunatity
+        tick = _new_object(Tick)
+        _init_tick(
+            tick,
+            _XTS,
+            iid,
+            _FULL_MODE,
+            not (seg == 1 and 26000 <= iid <= 26099),
+            last,
+            t.LastTradedQuantity if ltq is None else ltq,
+            t.AverageTradedPrice,
+            t.TotalTradedQuantity,
+            t.TotalBuyQuantity,
+            t.TotalSellQuantity,
+            ohlc,
+            change,
+            times[t.LastTradedTime],
+            times[m.ExchangeTimeStamp or t.LastUpdateTime],
+            None,
+            None,
+            None,
+            depth,
+            received_at,
+            None,
+            seg,
+        )
+        return [tick]
+    except _BAD_VALUE as exc:
+        raise DecodeError(f"malformed XTS 1502 message: {exc}", _raw(data)) from exc
+
+
+def _text_handler(code: int, cls: type[Any], normalize: _Normalize) -> _Handler:
     decode = msgspec.json.Decoder(cls, strict=False).decode
-    return _Full(decode, normalize, _full_handler(code, cls, decode, normalize))
-
-
-def _full_handler(code: int, cls: type[Any], decode: _Decode, normalize: _Normalize) -> _Handler:
-    convert = msgspec.convert
 
     def handler(data: Any, received_at: float) -> list[Event]:
         try:
-            if type(data) is str or isinstance(data, bytes | bytearray | memoryview):
-                return [normalize(decode(data), received_at)]
+            return [normalize(decode(data), received_at)]
+        except _BAD_VALUE as exc:
+            raise DecodeError(f"malformed XTS {code} message: {exc}", _raw(data)) from exc
+
+    return handler
+
+
+class _Full(NamedTuple):
+    text: _Handler
+    """JSON text (str or bytes-like) -> events."""
+    handler: _Handler
+    """Any data (text or a dict) -> events."""
+
+
+def _full(code: int, cls: type[Any], normalize: _Normalize, text: _Handler | None = None) -> _Full:
+    # cls decodes every form of the message (flat and nested); text, if given, is a faster equivalent
+    # of the default text handler.
+    if text is None:
+        text = _text_handler(code, cls, normalize)
+    return _Full(text, _full_handler(code, cls, text, normalize))
+
+
+def _full_handler(code: int, cls: type[Any], text: _Handler, normalize: _Normalize) -> _Handler:
+    convert = msgspec.convert
+
+    def handler(data: Any, received_at: float) -> list[Event]:
+        if type(data) is str or isinstance(data, bytes | bytearray | memoryview):
+            return text(data, received_at)
+        try:
             if isinstance(data, dict):
                 return [normalize(convert(data, cls, strict=False), received_at)]
             raise TypeError(f"expected JSON text or an object, got {type(data).__name__}")
@@ -738,8 +996,8 @@ def _full_handler(code: int, cls: type[Any], decode: _Decode, normalize: _Normal
 
 
 _FULL_PARTS: Final[dict[int, _Full]] = {
-    TOUCHLINE: _full(TOUCHLINE, _Touchline, _full_1501),
-    MARKET_DEPTH: _full(MARKET_DEPTH, _MarketDepth, _full_1502),
+    TOUCHLINE: _full(TOUCHLINE, _Touchline, _full_1501, _text_1501),
+    MARKET_DEPTH: _full(MARKET_DEPTH, _MarketDepth, _full_1502, _text_1502),
     LTP: _full(LTP, _Ltp, _full_1512),
     INDEX_DATA: _full(INDEX_DATA, _Index, _full_1504),
     CANDLE: _full(CANDLE, _Candle, _full_1505),
@@ -788,16 +1046,19 @@ def decode_list_quotes(
     if received_at is None:
         received_at = time.time()
     out: list[Event] = []
-    bad: list[DecodeError] = []
+    first: DecodeError | None = None
+    bad = 0  # only the first error is kept: each one holds its traceback's frames (~2 KB)
     for entry in list_quotes:
         try:
             out += decode_full(code, entry, received_at)
         except DecodeError as exc:
-            bad.append(exc)
-    if bad:
+            bad += 1
+            if first is None:
+                first = exc
+    if first is not None:
         raise DecodeError(
-            f"{len(bad)} malformed XTS {code} snapshot(s); first: {bad[0]}", bad[0].raw, out
-        ) from bad[0]
+            f"{bad} malformed XTS {code} snapshot(s); first: {first}", first.raw, out
+        ) from first
     return out
 
 
@@ -980,7 +1241,9 @@ def _partial_tick(m: PartialMessage, mode: Mode, received_at: float) -> Event | 
             segment=seg,
         )
     ohlc, change = _ohlc_change(last, m.o, m.h, m.l, m.c, m.pc)
-    return Tick(
+    tick = _new_object(Tick)
+    _init_tick(
+        tick,
         _XTS,
         iid,
         mode,
@@ -1003,6 +1266,7 @@ def _partial_tick(m: PartialMessage, mode: Mode, received_at: float) -> Event | 
         None,
         seg,
     )
+    return tick
 
 
 def _partial_1504(m: PartialMessage, received_at: float) -> Event | None:
@@ -1146,16 +1410,19 @@ def event_name(code: int, partial: bool = False) -> str:
     return f"{code}-json-{'partial' if partial else 'full'}"
 
 
-# Event name -> ((typed decoder, normalizer) for the fast path of full events sent as text, or None for
-# partial events; the message code; the general handler).
-_EVENTS: Final[dict[str, tuple[tuple[_Decode, _Normalize] | None, int, _Handler]]] = {
-    **{event_name(c): ((p.decode, p.normalize), c, p.handler) for c, p in _FULL_PARTS.items()},
-    **{event_name(c, partial=True): (None, c, h) for c, h in _PARTIAL.items()},
+# Event name -> (the handler of a data argument that is a str, the handler of any data argument).
+_EVENTS: Final[dict[str, tuple[_Handler, _Handler]]] = {
+    **{event_name(c): (p.text, p.handler) for c, p in _FULL_PARTS.items()},
+    **{event_name(c, partial=True): (h, h) for c, h in _PARTIAL.items()},
 }
+_TEXT_EVENTS: Final[dict[str, _Handler]] = {name: entry[0] for name, entry in _EVENTS.items()}
 
 
 def decode_event(event_name: str, data: Any, received_at: float | None = None) -> list[Event]:
     """Decode one XTS Socket.IO market-data event into model events. Does not block. Pure.
+
+    A feed reading WebSocket messages should call `decode_message` instead, which also parses the
+    Socket.IO layer and is faster.
 
     Args:
         event_name: the Socket.IO event name, e.g. ``"1501-json-full"`` or ``"1502-json-partial"``.
@@ -1175,13 +1442,58 @@ def decode_event(event_name: str, data: Any, received_at: float | None = None) -
         return []
     if received_at is None:
         received_at = time.time()
-    fast = entry[0]
-    if fast is not None and type(data) is str:  # the hot path: a full message as JSON text
+    if type(data) is str:  # the hot path: a full message as JSON text, or a partial one
+        return entry[0](data, received_at)
+    return entry[1](data, received_at)
+
+
+# The outer layer of the overwhelmingly common frame, 42["<event name>","<data>"], in one typed decode.
+_decode_frame: Final = msgspec.json.Decoder(tuple[str, str]).decode
+# What that decode can raise on hostile text (a str holding lone surrogates is not UTF-8).
+_FRAME_ERRORS: Final = (msgspec.DecodeError, UnicodeEncodeError, RecursionError)
+
+
+def decode_message(text: str | bytes, received_at: float | None = None) -> list[Event] | Packet:
+    """Decode one WebSocket message of an XTS market-data session. The entry point for the feed.
+
+    Does not block. Pure. The result is exactly that of `parse_packet` followed, for a `SioEvent` that
+    names a market-data event this codec decodes (``<code>-json-full`` and ``<code>-json-partial`` for
+    the codes of `MESSAGE_CODES`; 1507 has no partial form), by ``decode_event(name, args[0],
+    received_at)``; only faster. A frame ``42["<name>","<data>"]`` (the market-data frame) is decoded
+    with a single typed decode of its outer array and one dictionary lookup, without building the
+    `SioEvent`; anything else goes through `parse_packet`.
+
+    Args:
+        text: the WebSocket message as received (``bytes``, a binary message, gives `Unknown`).
+        received_at: the local receipt time stamped on the events (defaults to ``time.time()``); a feed
+            passes the time it received the message.
+
+    Returns:
+        A ``list`` of events for a market-data event (usually one; ``[]`` for a message that names no
+        numeric instrument, as `decode_event` does), else the `Packet` that `parse_packet` returns:
+        `SioEvent` for any other event (``joined``, ``5018-json-full``...), `OpenPacket`, `EioPong`,
+        `SioError`, `Unknown`... Test ``type(result) is list`` to tell the two apart.
+
+    Raises:
+        DecodeError: the packet is malformed (see `parse_packet`), the event's data is malformed (see
+            `decode_event`), or a market-data event carries no data argument. ``exc.raw`` holds the
+            malformed text: the data argument if that is what is malformed, else the message.
+    """
+    if text[:3] == "42[":
         try:
-            return [fast[1](fast[0](data), received_at)]
-        except _BAD_VALUE as exc:
-            raise DecodeError(f"malformed XTS {entry[1]} message: {exc}", data) from exc
-    return entry[2](data, received_at)
+            name, data = _decode_frame(text[2:])
+        except _FRAME_ERRORS:
+            pass  # not exactly [name, string], or not JSON: parse_packet decides
+        else:
+            handler = _TEXT_EVENTS.get(name)
+            if handler is not None:
+                return handler(data, time.time() if received_at is None else received_at)
+    packet = parse_packet(text)
+    if type(packet) is SioEvent and packet.name in _EVENTS:
+        if not packet.args:
+            raise DecodeError(f"XTS {packet.name} event without data", text)
+        return decode_event(packet.name, packet.args[0], received_at)
+    return packet
 
 
 # ---------------------------------------------------------------------------------------------------------

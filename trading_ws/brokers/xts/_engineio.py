@@ -263,6 +263,10 @@ class _Open(msgspec.Struct, rename="camel"):
 _OPEN_DECODER = msgspec.json.Decoder(_Open)
 _LIST_DECODER = msgspec.json.Decoder(list[Any])
 _ANY_DECODER = msgspec.json.Decoder()
+# What decoding hostile JSON text can raise: malformed JSON, a str holding lone surrogates (not UTF-8),
+# nesting deeper than the recursion limit. parse_packet turns each into DecodeError (or tolerates it).
+_JSON_ERRORS = (msgspec.DecodeError, UnicodeEncodeError, RecursionError)
+_MAX_ACK_DIGITS = 20
 _encoder = msgspec.json.Encoder()
 
 _CLOSE = EioClose()
@@ -316,7 +320,7 @@ def parse_packet(text: str | bytes) -> Packet:
     if text.startswith('42["'):
         try:
             items = _LIST_DECODER.decode(text[2:])
-        except msgspec.DecodeError as exc:
+        except _JSON_ERRORS as exc:
             raise DecodeError(f"malformed Socket.IO event: {exc}", text) from exc
         name = items[0] if items else None
         if type(name) is not str:
@@ -350,7 +354,7 @@ def parse_packet(text: str | bytes) -> Packet:
 def _parse_open(text: str) -> OpenPacket:
     try:
         body = _OPEN_DECODER.decode(text[1:])
-    except msgspec.DecodeError as exc:
+    except _JSON_ERRORS as exc:
         raise DecodeError(f"malformed Engine.IO open packet: {exc}", text) from exc
     return OpenPacket(body.sid, tuple(body.upgrades), body.ping_interval / 1000, body.ping_timeout / 1000)
 
@@ -381,16 +385,18 @@ def _parse_socketio(text: str) -> Packet:
             return SioError(None, namespace)
         try:
             data = _ANY_DECODER.decode(body)
-        except msgspec.DecodeError:
+        except _JSON_ERRORS:
             data = body  # tolerated: some servers send the error text bare
         return SioError(data, namespace)
     start = i  # an event may carry an ack id before its data
     while i < end and "0" <= text[i] <= "9":
         i += 1
+    if i - start > _MAX_ACK_DIGITS:  # int() of thousands of digits is slow, and refused past 4300
+        raise DecodeError(f"Socket.IO event with an ack id of {i - start} digits", text)
     ack_id = int(text[start:i]) if i > start else None
     try:
         items = _LIST_DECODER.decode(text[i:])
-    except msgspec.DecodeError as exc:
+    except _JSON_ERRORS as exc:
         raise DecodeError(f"malformed Socket.IO event: {exc}", text) from exc
     name = items[0] if items else None
     if type(name) is not str:

@@ -279,6 +279,17 @@ def parse_master(text: str) -> list[XtsInstrument]:
     return [parse_master_row(line, number) for number, line in _rows(text)]
 
 
+def _drop_tracebacks(exc: BaseException) -> None:
+    # A kept error must not keep its tracebacks (nor those of its causes): their frames hold the bad row
+    # split into fields, about 1.5 KB a row, and a master whose layout changed is nothing but bad rows.
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        error = pending.pop()
+        if error is not None and error.__traceback__ is not None:
+            error.__traceback__ = None
+            pending += (error.__cause__, error.__context__)
+
+
 def parse_master_lenient(text: str) -> tuple[list[XtsInstrument], list[DecodeError]]:
     """Parse the master like `parse_master`, but skip malformed rows. Does not block, raises nothing.
 
@@ -291,6 +302,7 @@ def parse_master_lenient(text: str) -> tuple[list[XtsInstrument], list[DecodeErr
         try:
             good.append(parse_master_row(line, number))
         except DecodeError as exc:
+            _drop_tracebacks(exc)
             bad.append(exc)
     return good, bad
 

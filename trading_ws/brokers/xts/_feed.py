@@ -1,0 +1,1076 @@
+"""The reconnecting XTS market-data feed: one REST session and one Socket.IO (Engine.IO v3) WebSocket,
+owned by an ``async with`` block.
+
+How a message travels: the WebSocket's reader (trio-websocket) -> `XtsFeed._read` parses the Engine.IO /
+Socket.IO packet and decodes its market event with the sans-IO codec into one list -> one batch per
+message into a bounded queue -> the consumer's ``async for`` hands the list out event by event.
+
+Subscriptions are REST calls (``POST``/``PUT /instruments/subscription``) and belong to the session (the
+token), not to the socket (xts-protocol.md section 3.6): after a plain socket reconnect with the same token
+ticks resume without any REST call; after a new login (the token was refused by REST or at the socket
+handshake) everything is subscribed again. The ``listQuotes`` snapshots of a subscribe are delivered as
+the first ticks of their instruments: live ticks that overtake the REST answer are held back until the
+snapshot is queued.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import ssl
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from contextlib import asynccontextmanager
+from typing import Any, Final, NoReturn
+from urllib.parse import urlencode
+
+import attrs
+import trio
+import trio_websocket
+
+from ..._backoff import Backoff
+from ..._errors import (
+    AuthenticationError,
+    ConfigurationError,
+    ConnectError,
+    ConnectTimeout,
+    DecodeError,
+    FeedClosedError,
+    SubscriptionError,
+    SubscriptionLimitError,
+    TradingWsError,
+)
+from ..._model import (
+    Broker,
+    BrokerError,
+    BrokerMessage,
+    Connected,
+    Disconnected,
+    Event,
+    Mode,
+    Reconnecting,
+    Resubscribed,
+    Tick,
+)
+from ..._ratelimit import TokenBucket
+from ..._transport import open_service_nursery, open_ws
+from ..._version import __version__
+from ._codec import CODE_TO_MODE, MESSAGE_CODES, MODE_TO_CODE, decode_event, decode_message, event_name
+from ._engineio import (
+    EioClose,
+    EioNoop,
+    EioPing,
+    EioPong,
+    OpenPacket,
+    SioConnect,
+    SioDisconnect,
+    SioError,
+    SioEvent,
+    parse_packet,
+)
+from ._rest import (
+    API_PATH,
+    MAX_SUBSCRIPTIONS,
+    CredentialsProvider,
+    InvalidTokenError,
+    Key,
+    LoginRefusedError,
+    XtsSession,
+    check_keys,
+)
+
+__all__ = [
+    "BROADCAST_MODES",
+    "XTS_FLAVOURS",
+    "XtsFeed",
+    "XtsFeedStatistics",
+    "open_xts_feed",
+]
+
+logger = logging.getLogger("trading_ws.xts")
+
+#: The XTS products whose market data this feed reads: identical for both (xts-protocol.md section 6).
+XTS_FLAVOURS: Final = ("pro", "client")
+#: ``broadcastMode`` values of the socket query, by their lower-case spelling.
+BROADCAST_MODES: Final[dict[str, str]] = {"full": "Full", "partial": "Partial"}
+
+_XTS: Final = Broker.XTS
+_FEED_CODES: Final = frozenset(MODE_TO_CODE.values())
+_MARKET_EVENTS: Final = frozenset(event_name(c, p) for c in MESSAGE_CODES for p in (False, True))
+_DEFAULT_PING_INTERVAL: Final = 25.0
+
+
+class _ConnectionLost(ConnectError):
+    """An established connection ended; `got_data` says whether it carried anything (resets backoff)."""
+
+    def __init__(self, reason: str, got_data: bool) -> None:
+        super().__init__(reason)
+        self.got_data = got_data
+
+
+class _SessionLost(InvalidTokenError):
+    """A REST call found the token refused while the socket was up: log in again (once)."""
+
+
+class _LoggedOut(AuthenticationError):
+    """The server sent a ``logout`` event: another login took the session. Not renewed (see docs)."""
+
+
+@attrs.frozen
+class XtsFeedStatistics:
+    """A snapshot of one XTS feed's counters (see `XtsFeed.statistics`)."""
+
+    connected: bool
+    """Whether the Socket.IO connection is up right now."""
+    subscribed: int
+    """Instruments currently subscribed (what a new login subscribes again)."""
+    frames: int
+    """WebSocket messages received (every packet: events, pongs, handshakes...)."""
+    ticks: int
+    """Market-data events delivered (snapshots included)."""
+    snapshots: int
+    """Of which ``listQuotes`` snapshots from subscribe answers."""
+    decode_errors: int
+    """Malformed packets or market events (counted, logged, and skipped)."""
+    unknown_packets: int
+    """Packets and events the feed does not understand (counted and ignored)."""
+    pings_sent: int
+    pongs_received: int
+    connects: int
+    """Socket.IO connections established (the first one included)."""
+    reconnects: int
+    """Connections lost after being established."""
+    logins: int
+    """Successful logins (the first one included)."""
+    rest_requests: int
+    """REST requests sent by the session (login included)."""
+    remaining_subscriptions: int
+    """What the session may still subscribe (instrument, message code pairs)."""
+    queued_batches: int
+    """Batches waiting for the consumer."""
+    last_frame_age: float | None
+    """Seconds since the last message of any kind (trio clock), or None before the first."""
+
+
+class _BatchQueue:
+    """A FIFO of batches: `put` waits while `bound` batches wait (backpressure on the socket reader),
+    `put_nowait` never waits (snapshots and status events: rare and small, and a subscribe call made by
+    the consumer itself must not wait for the consumer)."""
+
+    def __init__(self, bound: int) -> None:
+        self._items: deque[list[Event]] = deque()
+        self._bound = bound
+        self._readers = trio.lowlevel.ParkingLot()
+        self._writers = trio.lowlevel.ParkingLot()
+        self.closed = False
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def full(self) -> bool:
+        """Whether `put` would wait."""
+        return len(self._items) >= self._bound
+
+    def put_nowait(self, batch: list[Event]) -> None:
+        if not self.closed:
+            self._items.append(batch)
+            self._readers.unpark()
+
+    async def put(self, batch: list[Event]) -> None:
+        while len(self._items) >= self._bound and not self.closed:
+            await self._writers.park()
+        self.put_nowait(batch)
+
+    async def get(self) -> list[Event]:
+        """The oldest batch; raises EndOfChannel once closed and drained. Always checkpoints."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        parked = False
+        while not self._items:
+            if self.closed:
+                raise trio.EndOfChannel
+            await self._readers.park()
+            parked = True
+        batch = self._items.popleft()
+        self._writers.unpark()
+        if not parked:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+        return batch
+
+    def close(self, discard: bool = False) -> None:
+        self.closed = True
+        if discard:
+            self._items.clear()
+        self._readers.unpark_all()
+        self._writers.unpark_all()
+
+
+def _text_of(data: Any) -> str:
+    if isinstance(data, str):
+        return data[:500]
+    try:
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False)[:500]
+    except (TypeError, ValueError):
+        return repr(data)[:500]
+
+
+class XtsFeed:
+    """One XTS market-data session and its Socket.IO connection, which reconnects by itself; create it
+    with `open_xts_feed`.
+
+    Iterate it (``async for event in feed``) to receive `Tick` objects (and `Candle`, `OpenInterest`,
+    `MarketStatus`, `InstrumentPropertyChange` should the server push them), `BrokerError` /
+    `BrokerMessage` for socket ``error`` events, and the status events `Connected`, `Disconnected`,
+    `Reconnecting`, `Resubscribed`, in the order they happened. If the feed fails for good (credentials
+    refused with no renewal left, the server's ``logout``, or `Backoff.max_attempts` exhausted), the
+    iterator raises that error.
+
+    Instruments are ``(exchange_segment, exchange_instrument_id)`` pairs, e.g. ``(1, 2885)`` for
+    RELIANCE on NSECM; ticks carry them as ``(tick.segment, tick.instrument_token)``.
+    """
+
+    def __init__(
+        self,
+        *,
+        session: XtsSession,
+        broadcast_mode: str,
+        flavour: str,
+        credentials_provider: CredentialsProvider | None,
+        backoff: Backoff,
+        ping_timeout_slack: float,
+        connect_timeout: float,
+        close_timeout: float,
+        buffer: int,
+        max_instruments: int,
+        ssl_context: ssl.SSLContext | None,
+        rng: random.Random | None,
+        connection_id: int,
+        rate_limiter: TokenBucket | None,
+    ) -> None:
+        mode = BROADCAST_MODES.get(str(broadcast_mode).lower())
+        if mode is None:
+            raise ConfigurationError(f"broadcast_mode must be 'Full' or 'Partial', got {broadcast_mode!r}")
+        if flavour not in XTS_FLAVOURS:
+            raise ConfigurationError(f"flavour must be one of {XTS_FLAVOURS}, got {flavour!r}")
+        if not (ping_timeout_slack >= 0 and math.isfinite(ping_timeout_slack)):
+            raise ConfigurationError("ping_timeout_slack must be a finite number of seconds >= 0")
+        if not (connect_timeout > 0 and close_timeout > 0):
+            raise ConfigurationError("connect_timeout and close_timeout must be > 0")
+        if buffer < 1:
+            raise ConfigurationError("buffer must be at least 1 batch")
+        if max_instruments < 1:
+            raise ConfigurationError("max_instruments must be at least 1")
+        self._session = session
+        self._broadcast_mode = mode
+        self._flavour = flavour
+        self._provider = credentials_provider
+        self._backoff = backoff
+        self._slack = ping_timeout_slack
+        self._connect_timeout = connect_timeout
+        self._close_timeout = close_timeout
+        self._max_instruments = max_instruments
+        self._ssl_context = ssl_context
+        self._rng = rng if rng is not None else random.Random()
+        self._connection_id = connection_id
+        self._limiter = rate_limiter
+        self._wanted: dict[Key, Mode] = {}
+        self._lock = trio.StrictFIFOLock()
+        self._queue = _BatchQueue(buffer)
+        self._pending: deque[Event] = deque()
+        self._awaiting: dict[Key, Mode] = {}
+        self._held: list[Tick] = []
+        self._ws: trio_websocket.WebSocketConnection | None = None
+        self._conn_scope: trio.CancelScope | None = None
+        self._relogin_requested = False
+        self._announced = False
+        self._failure: BaseException | None = None
+        self._failure_seen = False
+        self._closed = False
+        self._frames = self._ticks = self._snapshots = self._decode_errors = self._unknown = 0
+        self._pings = self._pongs = self._connects = self._reconnects = 0
+        self._last_frame_at: float | None = None
+
+    def __repr__(self) -> str:
+        state = "connected" if self._ws is not None else "closed" if self._closed else "disconnected"
+        return (
+            f"<XtsFeed {state} root={self._session.endpoints.rest!r} app_key={self._session.app_key!r} "
+            f"flavour={self._flavour} broadcast={self._broadcast_mode} subscribed={len(self._wanted)}>"
+        )
+
+    # -----------------------------------------------------------------------------------------------
+    # Public API
+
+    @property
+    def connected(self) -> bool:
+        """Whether the Socket.IO connection is up right now."""
+        return self._ws is not None
+
+    @property
+    def flavour(self) -> str:
+        """``"pro"`` or ``"client"``: informational (market data is the same for both)."""
+        return self._flavour
+
+    @property
+    def broadcast_mode(self) -> str:
+        """``"Full"`` (JSON events) or ``"Partial"`` (``key:value`` events)."""
+        return self._broadcast_mode
+
+    @property
+    def session(self) -> XtsSession:
+        """The REST session (for `XtsSession.quotes` and the like; subscribe through the feed)."""
+        return self._session
+
+    @property
+    def subscriptions(self) -> dict[Key, Mode]:
+        """A copy of the subscribed instruments and their modes."""
+        return dict(self._wanted)
+
+    async def subscribe(self, instruments: Iterable[Key], mode: Mode | str = Mode.QUOTE) -> None:
+        """Subscribe instruments in `mode` (LTP -> 1512, QUOTE -> 1501, FULL -> 1502) over REST.
+
+        Instruments already subscribed move to `mode` (the new code is subscribed, then the old one
+        unsubscribed; the other way round when the session's cap leaves no room for both). The snapshots
+        of the answer are delivered in the feed's stream before any live tick of those instruments.
+        While logged out (a login is pending) the request is recorded and applied after the login.
+        Blocks for the REST requests (one at a time per feed).
+
+        Raises:
+            SubscriptionLimitError: more instruments than the session allows (50, or what the server's
+                count implies); nothing is sent or recorded.
+            SubscriptionError: the server refused the request (e.g. an unknown instrument); it is not
+                recorded.
+            ConnectError: the request failed while the socket is up; it stays recorded and is applied
+                after the next reconnect.
+            FeedClosedError: the feed is closed or has failed.
+            ConfigurationError: an instrument is not a pair of positive ints, or an unknown mode.
+        """
+        keys = self._check(instruments)
+        wanted_mode = Mode(mode)
+        async with self._lock:
+            self._check(())
+            new = [k for k in keys if k not in self._wanted]
+            cap = self._capacity()
+            if len(self._wanted) + len(new) > cap:
+                raise SubscriptionLimitError(
+                    f"subscribing {len(new)} more instruments would exceed the XTS session's {cap} "
+                    f"({len(self._wanted)} already subscribed)"
+                )
+            previous = {k: self._wanted.get(k) for k in keys}
+            for key in keys:
+                self._wanted[key] = wanted_mode
+            await self._apply(previous)
+
+    async def unsubscribe(self, instruments: Iterable[Key]) -> None:
+        """Unsubscribe instruments; instruments that are not subscribed are ignored.
+
+        The instruments are forgotten at once. If the server refuses the request or cannot be reached,
+        that is logged (not raised) and the unsubscribe is sent again with the next subscription change
+        or connection; their ticks may flow until then. Blocks for the REST request.
+
+        Raises:
+            FeedClosedError: the feed is closed or has failed.
+            ConfigurationError: an instrument is not a pair of positive ints.
+        """
+        keys = self._check(instruments)
+        async with self._lock:
+            self._check(())
+            gone = [k for k in keys if k in self._wanted]
+            for key in gone:
+                del self._wanted[key]
+            if gone:
+                await self._apply({}, quiet=True)
+
+    async def set_mode(self, mode: Mode | str, instruments: Iterable[Key]) -> None:
+        """Change the mode of instruments (instruments not yet subscribed become subscribed).
+
+        Raises:
+            As `subscribe`.
+        """
+        await self.subscribe(instruments, mode)
+
+    def statistics(self) -> XtsFeedStatistics:
+        """The feed's counters right now. Does not block."""
+        now = trio.current_time()
+        session = self._session
+        return XtsFeedStatistics(
+            connected=self._ws is not None,
+            subscribed=len(self._wanted),
+            frames=self._frames,
+            ticks=self._ticks,
+            snapshots=self._snapshots,
+            decode_errors=self._decode_errors,
+            unknown_packets=self._unknown,
+            pings_sent=self._pings,
+            pongs_received=self._pongs,
+            connects=self._connects,
+            reconnects=self._reconnects,
+            logins=session.logins,
+            rest_requests=session.requests,
+            remaining_subscriptions=session.remaining,
+            queued_batches=len(self._queue),
+            last_frame_age=None if self._last_frame_at is None else now - self._last_frame_at,
+        )
+
+    async def receive_batch(self) -> list[Event]:
+        """Wait for the next batch of events (one socket message's worth, a subscribe answer's snapshots,
+        or status events). The cheapest way to consume a busy feed: one checkpoint per batch.
+
+        Raises:
+            AuthenticationError, ConnectError: the feed failed for good (the error that ended it).
+            FeedClosedError: the feed was closed.
+        """
+        if self._pending:
+            batch = list(self._pending)
+            self._pending.clear()
+            await trio.lowlevel.checkpoint()
+            return batch
+        try:
+            return await self._queue.get()
+        except trio.EndOfChannel:
+            self._raise_end()
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self
+
+    async def __anext__(self) -> Event:
+        """The next event. Checkpoints once per batch, not once per event."""
+        pending = self._pending
+        if not pending:
+            try:
+                pending.extend(await self._queue.get())
+            except trio.EndOfChannel:
+                self._raise_end()
+        return pending.popleft()
+
+    # -----------------------------------------------------------------------------------------------
+    # Subscriptions
+
+    def _raise_end(self) -> NoReturn:
+        if self._failure is not None:
+            self._failure_seen = True
+            raise self._failure
+        raise FeedClosedError("the XTS feed is closed")
+
+    def _check(self, instruments: Iterable[Key]) -> list[Key]:
+        if self._failure is not None:
+            raise FeedClosedError("the XTS feed has failed") from self._failure
+        if self._closed:
+            raise FeedClosedError("the XTS feed is closed")
+        return check_keys(instruments)
+
+    def _capacity(self) -> int:
+        return min(self._max_instruments, self._session.capacity)
+
+    async def _apply(self, previous: dict[Key, Mode | None], *, quiet: bool = False) -> None:
+        """Bring the session in line with `_wanted` after a user request (lock held). With `quiet`,
+        refusals and connection failures are logged rather than raised."""
+        if not self._session.logged_in:
+            return  # a login is pending: the next connection subscribes everything
+        out: list[Event] = []
+        try:
+            await self._sync(out, strict=True)
+        except InvalidTokenError:
+            logger.warning("XTS refused the session token on a subscription request; logging in again")
+            self._relogin_soon()
+        except SubscriptionError as exc:
+            if quiet:
+                logger.warning("XTS refused an unsubscribe (%s); it is sent again at the next sync", exc)
+                return
+            held = self._session.subscriptions
+            for key, mode in previous.items():
+                if (*key, MODE_TO_CODE[self._wanted[key]]) in held:
+                    continue
+                if mode is None:
+                    del self._wanted[key]
+                else:
+                    self._wanted[key] = mode
+            raise
+        except ConnectError as exc:
+            if self._ws is not None and not quiet:
+                raise
+            logger.info("XTS subscription request failed (%s); it is sent again at the next sync", exc)
+        finally:
+            self._deliver(out)
+
+    def _relogin_soon(self) -> None:
+        self._session.invalidate()
+        scope = self._conn_scope
+        if scope is not None:
+            self._relogin_requested = True
+            scope.cancel()
+
+    def _deliver(self, events: list[Event]) -> None:
+        if events:
+            self._queue.put_nowait(events)
+
+    async def _sync(self, out: list[Event], *, strict: bool) -> None:
+        """Subscribe and unsubscribe over REST whatever differs between `_wanted` and the session.
+
+        Snapshots (and live ticks held back meanwhile) are appended to `out`. With `strict`, a refused
+        request raises; otherwise its instruments are dropped and reported as a `BrokerError` event.
+        Lock held.
+        """
+        session = self._session
+        codes_by_key: dict[Key, list[int]] = {}
+        for seg, iid, code in session.subscriptions:
+            if code in _FEED_CODES:
+                codes_by_key.setdefault((seg, iid), []).append(code)
+        subs: dict[int, list[Key]] = {}
+        unsubs: dict[int, list[Key]] = {}
+        for key in [*self._wanted, *(k for k in codes_by_key if k not in self._wanted)]:
+            mode = self._wanted.get(key)
+            want = MODE_TO_CODE[mode] if mode is not None else None
+            have = codes_by_key.get(key, [])
+            if want is not None and want not in have:
+                subs.setdefault(want, []).append(key)
+            for code in have:
+                if code != want:
+                    unsubs.setdefault(code, []).append(key)
+        if not subs and not unsubs:
+            return
+        awaiting = self._awaiting
+        for code, group in subs.items():
+            for key in group:
+                awaiting[key] = CODE_TO_MODE[code]
+        try:
+            if sum(map(len, subs.values())) <= session.remaining:
+                await self._subscribe_groups(subs, out, strict)
+                await self._unsubscribe_groups(unsubs, strict)
+            else:
+                await self._unsubscribe_groups(unsubs, strict)
+                await self._subscribe_groups(subs, out, strict)
+        finally:
+            for group in subs.values():
+                for key in group:
+                    awaiting.pop(key, None)
+            if self._held:
+                held, self._held = self._held, []
+                for tick in held:
+                    if (tick.segment or 0, tick.instrument_token) in awaiting:
+                        self._held.append(tick)
+                    else:
+                        self._ticks += 1
+                        out.append(tick)
+
+    async def _subscribe_groups(self, subs: dict[int, list[Key]], out: list[Event], strict: bool) -> None:
+        session = self._session
+        for code, group in subs.items():
+            try:
+                result = await session.subscribe(group, code)
+            except SubscriptionError as exc:
+                if strict:
+                    raise
+                for key in group:
+                    self._wanted.pop(key, None)
+                logger.error("XTS refused to subscribe %d instrument(s) again; dropped: %s", len(group), exc)
+                out.append(BrokerError(_XTS, f"dropped {len(group)} instrument(s): {exc}", time.time()))
+                continue
+            snapshots = list(result.snapshots)
+            covered = {(e.segment, e.instrument_token) for e in snapshots if isinstance(e, Tick)}
+            missing = [k for k in group if k not in covered]
+            if missing:
+                # Already subscribed (e-session-0002): no listQuotes. Ask /instruments/quotes instead, so
+                # that the instrument still starts with a snapshot (best effort).
+                try:
+                    snapshots += await session.quotes(missing, code)
+                except DecodeError as exc:
+                    snapshots += exc.events
+                except InvalidTokenError:
+                    raise
+                except TradingWsError as exc:
+                    logger.info("XTS quotes for %d instrument(s) failed: %s", len(missing), exc)
+            self._snapshots += len(snapshots)
+            self._ticks += len(snapshots)
+            out += snapshots
+
+    async def _unsubscribe_groups(self, unsubs: dict[int, list[Key]], strict: bool) -> None:
+        for code, group in unsubs.items():
+            try:
+                await self._session.unsubscribe(group, code)
+            except SubscriptionError as exc:
+                if strict:
+                    raise
+                logger.warning("XTS refused to unsubscribe %d instrument(s): %s", len(group), exc)
+
+    # -----------------------------------------------------------------------------------------------
+    # The connection loop
+
+    async def _close_socket(self, limit: float) -> None:
+        """Close the WebSocket while its reader still runs, so the closing handshake can complete (once
+        the service nursery is cancelled, trio-websocket's reader is too, and a close waits in vain)."""
+        ws = self._ws
+        if ws is not None:
+            with trio.CancelScope(shield=True), trio.move_on_after(limit):
+                await ws.aclose()
+
+    def _finish(self, failure: BaseException | None) -> None:
+        self._failure = failure
+        self._ws = None
+        self._queue.close()
+
+    def _emit_lost(self, reason: str) -> None:
+        """A Disconnected event for the connection that was up (counted as a reconnect)."""
+        if self._announced:
+            self._announced = False
+            self._reconnects += 1
+        self._queue.put_nowait([Disconnected(_XTS, self._connection_id, reason, time.time())])
+
+    async def _renew(self) -> None:
+        """Take fresh keys from the provider (if any) and make the next connection log in."""
+        if self._provider is not None:
+            try:
+                app_key, secret_key = await self._provider()
+                self._session.set_credentials(app_key, secret_key)
+            except TradingWsError:
+                raise
+            except Exception as exc:
+                raise AuthenticationError(
+                    f"the XTS credentials provider failed: {type(exc).__name__}"
+                ) from exc
+        self._session.invalidate()
+
+    async def _run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Log in, connect, read, and reconnect until cancelled; reports readiness after the first
+        connection. Errors before the first connection propagate (through ``nursery.start``); later
+        fatal errors are recorded and raised to the consumer."""
+        started = False
+        renewed = False
+        delays: Iterator[float] = self._backoff.delays(self._rng)
+        attempt = 0
+
+        def on_healthy() -> None:
+            nonlocal started, renewed
+            renewed = False
+            if not started:
+                started = True
+                task_status.started()
+
+        try:
+            while True:
+                reset = False
+                try:
+                    await self._connection(on_healthy)
+                except AuthenticationError as exc:
+                    renewable = isinstance(exc, InvalidTokenError) or (
+                        isinstance(exc, LoginRefusedError) and self._provider is not None
+                    )
+                    was_up = self._announced
+                    if renewable and not renewed:
+                        renewed = True
+                        if was_up:
+                            self._emit_lost(str(exc))
+                        logger.warning("XTS connection %d: %s; logging in again", self._connection_id, exc)
+                        try:
+                            await self._renew()
+                        except AuthenticationError as renewal_failure:
+                            exc = renewal_failure
+                        else:
+                            if was_up:
+                                delays = self._backoff.delays(self._rng)
+                                attempt = 1
+                                self._queue.put_nowait(
+                                    [Reconnecting(_XTS, self._connection_id, attempt, 0.0, time.time())]
+                                )
+                            continue
+                    if not started:
+                        raise exc
+                    logger.error("XTS connection %d failed for good: %s", self._connection_id, exc)
+                    self._emit_lost(str(exc))
+                    self._finish(exc)
+                    return
+                except ConnectError as exc:
+                    if not started:
+                        raise
+                    if self._closed:
+                        return  # the block is ending: the socket was closed on purpose
+                    reset = isinstance(exc, _ConnectionLost) and exc.got_data
+                    logger.warning("XTS connection %d: %s", self._connection_id, exc)
+                    self._emit_lost(str(exc))
+                if reset:
+                    delays = self._backoff.delays(self._rng)
+                    attempt = 0
+                attempt += 1
+                delay = next(delays, None)
+                if delay is None:
+                    failure = ConnectError(
+                        f"gave up after {attempt - 1} failed reconnect attempts (Backoff.max_attempts)"
+                    )
+                    self._finish(failure)
+                    return
+                self._queue.put_nowait([Reconnecting(_XTS, self._connection_id, attempt, delay, time.time())])
+                await trio.sleep(delay)
+        finally:
+            self._ws = None
+            self._queue.close()
+
+    def _resource(self) -> str:
+        session = self._session
+        query = urlencode(
+            {
+                "token": session.token or "",
+                "userID": session.user_id or "",
+                "publishFormat": "JSON",
+                "broadcastMode": self._broadcast_mode,
+                "transport": "websocket",
+                "EIO": "3",
+            }
+        )
+        return f"{session.endpoints.socket.path}?{query}"
+
+    async def _connection(self, on_healthy: Callable[[], None]) -> None:
+        """One connection: log in if needed, the handshake, the sync, then read until the connection dies.
+
+        Raises AuthenticationError (InvalidTokenError for a refused token), or ConnectError
+        (_ConnectionLost once up).
+        """
+        session = self._session
+        self._relogin_requested = False
+        if not session.logged_in:
+            await session.login()
+        if self._limiter is not None:
+            await self._limiter.acquire()
+        endpoint = session.endpoints.socket
+        try:
+            async with open_ws(
+                endpoint,
+                self._resource(),
+                headers=[(b"User-Agent", f"trading-ws/{__version__}".encode())],
+                connect_timeout=self._connect_timeout,
+                close_timeout=self._close_timeout,
+                ssl_context=self._ssl_context,
+            ) as ws:
+                opened = await self._handshake(ws)
+                self._connects += 1
+                logger.info(
+                    "XTS connection %d up (%s://%s:%d%s, %s)",
+                    self._connection_id,
+                    "wss" if endpoint.tls else "ws",
+                    endpoint.host,
+                    endpoint.port,
+                    endpoint.path,
+                    self._broadcast_mode,
+                )
+                relogin_scope = trio.CancelScope()
+                try:
+                    with relogin_scope:
+                        async with open_service_nursery() as nursery:
+                            self._conn_scope = relogin_scope
+                            self._ws = ws
+                            self._announced = True
+                            nursery.start_soon(self._ping_loop, ws, opened.ping_interval)
+                            now = time.time()
+                            events: list[Event] = [Connected(_XTS, self._connection_id, now)]
+                            async with self._lock:
+                                out: list[Event] = []
+                                try:
+                                    await self._sync(out, strict=False)
+                                except BaseException:
+                                    self._deliver(events + out)
+                                    raise
+                                if self._wanted:
+                                    events.append(
+                                        Resubscribed(_XTS, self._connection_id, len(self._wanted), now)
+                                    )
+                                self._deliver(events + out)
+                            on_healthy()
+                            await self._read(ws, opened)
+                finally:
+                    self._ws = None
+                    self._conn_scope = None
+                # Reached only when `_relogin_soon` cancelled the connection.
+                self._relogin_requested = False
+                raise _SessionLost("XTS refused the session token on a REST request")
+        except (InvalidTokenError, _ConnectionLost, _LoggedOut):
+            raise
+        except AuthenticationError as exc:
+            # HTTP 401/403 at the WebSocket handshake: the token is not (or no longer) good.
+            session.invalidate()
+            raise InvalidTokenError(f"XTS refused the socket handshake ({exc})") from None
+
+    async def _handshake(self, ws: trio_websocket.WebSocketConnection) -> OpenPacket:
+        """Read the Engine.IO open packet and the Socket.IO connect (``40``)."""
+        opened: OpenPacket | None = None
+        try:
+            with trio.fail_after(self._connect_timeout):
+                while True:
+                    message = await ws.get_message()
+                    self._frames += 1
+                    self._last_frame_at = trio.current_time()
+                    try:
+                        packet = parse_packet(message)
+                    except DecodeError as exc:
+                        raise ConnectError(f"malformed Engine.IO handshake: {exc}") from None
+                    if isinstance(packet, OpenPacket):
+                        if not (packet.ping_interval > 0 and math.isfinite(packet.ping_interval)):
+                            packet = attrs.evolve(packet, ping_interval=_DEFAULT_PING_INTERVAL)
+                        if not (packet.ping_timeout >= 0 and math.isfinite(packet.ping_timeout)):
+                            packet = attrs.evolve(packet, ping_timeout=_DEFAULT_PING_INTERVAL)
+                        opened = packet
+                    elif opened is None:
+                        raise ConnectError("XTS did not open an Engine.IO session (no open packet first)")
+                    elif isinstance(packet, SioConnect) and packet.namespace == "/":
+                        return opened
+                    elif isinstance(packet, SioError):
+                        raise InvalidTokenError(f"XTS refused the Socket.IO connect: {_text_of(packet.data)}")
+                    elif isinstance(packet, (SioDisconnect, EioClose)):
+                        raise ConnectError("XTS closed the Socket.IO session during the handshake")
+        except trio.TooSlowError:
+            raise ConnectTimeout(f"no Socket.IO handshake within {self._connect_timeout} s") from None
+        except trio_websocket.ConnectionClosed:
+            raise ConnectError("the connection closed during the Socket.IO handshake") from None
+
+    async def _ping_loop(self, ws: trio_websocket.WebSocketConnection, interval: float) -> None:
+        """EIO3: the client pings (``2``) every pingInterval."""
+        while True:
+            await trio.sleep(interval)
+            try:
+                await ws.send_message("2")
+            except trio_websocket.ConnectionClosed:
+                return
+            self._pings += 1
+
+    def _event(self, packet: SioEvent, received_at: float) -> list[Event]:
+        """The model events of one Socket.IO event (market data, ``error``), counting the rest."""
+        name = packet.name
+        data = packet.args[0] if packet.args else None
+        try:
+            events = decode_event(name, data, received_at)
+        except DecodeError as exc:
+            self._decode_errors += 1
+            logger.warning("skipping a malformed XTS %s event (%d chars): %s", name, len(exc.raw), exc)
+            return list(exc.events)
+        if events:
+            return events
+        if name == "joined":
+            logger.debug("XTS socket joined: %s", _text_of(data))
+        elif name == "error":
+            return [BrokerError(_XTS, _text_of(data), received_at)]
+        elif name == "logout":
+            text = _text_of(data)
+            self._queue.put_nowait([BrokerMessage(_XTS, text, received_at)])
+            raise _LoggedOut(f"XTS ended the session (logout event: {text})")
+        else:
+            self._unknown += 1
+            if name not in _MARKET_EVENTS:
+                logger.debug("ignoring an unknown XTS event %r", name)
+        return []
+
+    def _hold_back(self, events: list[Event]) -> list[Event]:
+        """Keep live ticks of instruments whose subscribe answer (and snapshot) is still on its way."""
+        awaiting = self._awaiting
+        out: list[Event] = []
+        for event in events:
+            if (
+                type(event) is Tick
+                and awaiting.get((event.segment or 0, event.instrument_token)) is event.mode
+            ):
+                self._held.append(event)
+            else:
+                out.append(event)
+        return out
+
+    async def _read(self, ws: trio_websocket.WebSocketConnection, opened: OpenPacket) -> NoReturn:
+        """Read messages until the connection dies; raises _ConnectionLost (or _LoggedOut).
+
+        The watchdog is a deadline on the read: a pong (or a server ping) must arrive within
+        pingInterval + pingTimeout + slack of the previous one. Time spent waiting for a slow consumer
+        (a full queue) does not count.
+        """
+        limit = opened.ping_interval + opened.ping_timeout + self._slack
+        alive_at = trio.current_time()
+        got_data = False
+        watchdog = trio.CancelScope()
+        queue = self._queue
+        try:
+            with watchdog:
+                while True:
+                    watchdog.deadline = alive_at + limit
+                    message = await ws.get_message()
+                    now = trio.current_time()
+                    self._last_frame_at = now
+                    self._frames += 1
+                    got_data = True
+                    received_at = time.time()
+                    try:
+                        decoded = decode_message(message, received_at)
+                    except DecodeError as exc:
+                        self._decode_errors += 1
+                        logger.warning("skipping a malformed XTS message (%d chars): %s", len(message), exc)
+                        decoded = list(exc.events)
+                        if not decoded:
+                            continue
+                    events: list[Event]
+                    if type(decoded) is list:  # the hot path: a market-data event
+                        events = decoded
+                        if not events:
+                            self._unknown += 1  # e.g. a 1504 partial naming no numeric instrument
+                            continue
+                    elif isinstance(decoded, EioPong):
+                        self._pongs += 1
+                        alive_at = now
+                        continue
+                    elif isinstance(decoded, EioPing):  # a server that pings (EIO4 style): answer it
+                        alive_at = now
+                        await ws.send_message(EioPong(decoded.data).encode())
+                        continue
+                    elif isinstance(decoded, SioEvent):
+                        events = self._event(decoded, received_at)
+                    elif isinstance(decoded, SioError):
+                        events = [BrokerError(_XTS, _text_of(decoded.data), received_at)]
+                    elif isinstance(decoded, SioDisconnect) and decoded.namespace == "/":
+                        raise _ConnectionLost("XTS disconnected the Socket.IO session (41)", got_data)
+                    elif isinstance(decoded, EioClose):
+                        raise _ConnectionLost("XTS closed the Engine.IO session (1)", got_data)
+                    elif isinstance(decoded, (SioConnect, SioDisconnect, EioNoop)):
+                        continue
+                    else:
+                        self._unknown += 1
+                        continue
+                    if events and self._awaiting:
+                        events = self._hold_back(events)
+                    if events:
+                        self._ticks += len(events)
+                        if queue.full:
+                            watchdog.deadline = math.inf  # a slow consumer is not a dead connection
+                            await queue.put(events)
+                            alive_at += trio.current_time() - now
+                        else:
+                            queue.put_nowait(events)
+        except trio_websocket.ConnectionClosed as exc:
+            if self._closed:
+                # `_close_socket` is closing it: stay inside `open_ws`, whose reader must see the closing
+                # handshake through, until the block's end cancels us.
+                await trio.sleep_forever()
+            reason = exc.reason
+            if reason is None:
+                raise _ConnectionLost("connection closed", got_data) from None
+            detail = f", {reason.reason}" if reason.reason else ""
+            raise _ConnectionLost(f"connection closed (code {reason.code}{detail})", got_data) from None
+        raise _ConnectionLost(
+            f"no pong for {limit:g} s (pingInterval {opened.ping_interval:g} + pingTimeout "
+            f"{opened.ping_timeout:g} + slack {self._slack:g}): connection presumed dead",
+            got_data,
+        )
+
+
+@asynccontextmanager
+async def open_xts_feed(
+    app_key: str,
+    secret_key: str,
+    *,
+    root_url: str,
+    broadcast_mode: str = "Full",
+    flavour: str = "pro",
+    credentials_provider: CredentialsProvider | None = None,
+    backoff: Backoff | None = None,
+    ping_timeout_slack: float = 5.0,
+    connect_timeout: float = 10.0,
+    request_timeout: float = 10.0,
+    close_timeout: float = 1.0,
+    buffer: int = 256,
+    max_instruments: int = MAX_SUBSCRIPTIONS,
+    allow_insecure: bool = False,
+    ssl_context: ssl.SSLContext | None = None,
+    rng: random.Random | None = None,
+    connection_id: int = 0,
+    rate_limiter: TokenBucket | None = None,
+    logout_on_exit: bool = True,
+    api_path: str = API_PATH,
+) -> AsyncIterator[XtsFeed]:
+    """Open one XTS market-data session and its Socket.IO connection until the block ends.
+
+    Entering logs in (REST) and connects the socket (Engine.IO v3 over a WebSocket); both must succeed,
+    so bad credentials or a wrong URL fail here. Afterwards the feed pings every pingInterval, reconnects
+    by itself with `backoff`, and reports each step as a status event. Leaving the block closes the
+    socket and (with `logout_on_exit`) logs out, which frees the session's subscriptions on the server.
+
+    XTS allows one session per appKey: a login elsewhere with the same keys ends this one (and this
+    feed's logins end theirs). Run one feed per appKey.
+
+    Args:
+        app_key, secret_key: the market-data API keys (never logged or shown).
+        root_url: the deployment's root (``https://ttblaze.iifl.com``, the simulator's
+            ``http://127.0.0.1:PORT``); REST goes to ``{root}/apimarketdata/...``, the socket to
+            ``{root}/apimarketdata/socket.io/``.
+        broadcast_mode: ``"Full"`` (JSON events) or ``"Partial"`` (``key:value`` events; only what the
+            server sends, so some fields are None or nan).
+        flavour: ``"pro"`` (dealer) or ``"client"`` (investor): informational, market data is identical.
+        credentials_provider: an async function returning ``(app_key, secret_key)``. When the server
+            refuses the token (or the login), it is called once and the feed logs in again; a second
+            refusal fails the feed. Without it, a refused token is answered by one new login with the
+            same keys, and a refused login fails the feed.
+        backoff: reconnect delays (default `Backoff()`).
+        ping_timeout_slack: extra seconds on top of pingInterval + pingTimeout before a connection
+            without pongs is presumed dead.
+        connect_timeout: limit for the TCP connect and WebSocket + Socket.IO handshake, each attempt.
+        request_timeout: limit for each REST request.
+        close_timeout: limit for the closing handshake, and for the logout on exit.
+        buffer: how many socket messages may wait for the consumer before the feed stops reading.
+        max_instruments: instruments allowed (XTS: 50 per session; lowered if the server says so).
+        allow_insecure: allow plain ``http://`` to a non-loopback host.
+        ssl_context: TLS settings (default: the system's, with verification).
+        rng: the random source of the backoff jitter.
+        connection_id: the index reported in status events.
+        rate_limiter: a token bucket every REST request and connection attempt takes a token from.
+        logout_on_exit: log out when the block ends.
+        api_path: the route prefix (``/apimarketdata``).
+
+    Raises:
+        AuthenticationError: the credentials were refused (`LoginRefusedError`), or the token was
+            refused again after one new login (`InvalidTokenError`).
+        RateLimitedError, ConnectTimeout, ConnectError: the first connection could not be made.
+        ConfigurationError: invalid arguments (a non-loopback ``http://`` URL, empty keys, an unknown
+            broadcast mode or flavour...).
+    """
+    session = XtsSession(
+        app_key,
+        secret_key,
+        root_url=root_url,
+        allow_insecure=allow_insecure,
+        ssl_context=ssl_context,
+        timeout=request_timeout,
+        max_subscriptions=max_instruments,
+        api_path=api_path,
+        rate_limiter=rate_limiter,
+    )
+    feed = XtsFeed(
+        session=session,
+        broadcast_mode=broadcast_mode,
+        flavour=flavour,
+        credentials_provider=credentials_provider,
+        backoff=backoff if backoff is not None else Backoff(),
+        ping_timeout_slack=ping_timeout_slack,
+        connect_timeout=connect_timeout,
+        close_timeout=close_timeout,
+        buffer=buffer,
+        max_instruments=max_instruments,
+        ssl_context=ssl_context,
+        rng=rng,
+        connection_id=connection_id,
+        rate_limiter=rate_limiter,
+    )
+    async with session:
+        try:
+            async with open_service_nursery() as nursery:
+                await nursery.start(feed._run)
+                try:
+                    yield feed
+                finally:
+                    feed._closed = True
+                    await feed._close_socket(close_timeout)
+                    nursery.cancel_scope.cancel()
+        finally:
+            feed._closed = True
+            if feed._failure is None:
+                feed._queue.close(discard=True)
+            if logout_on_exit and session.token is not None:
+                with trio.CancelScope(shield=True), trio.move_on_after(close_timeout):
+                    try:
+                        await session.logout()
+                    except TradingWsError as exc:
+                        logger.info("XTS logout on exit failed: %s", exc)
+    if feed._failure is not None and not feed._failure_seen:
+        raise feed._failure
