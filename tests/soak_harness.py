@@ -5,12 +5,16 @@ rewrites docs/reliability.md with the figures; ``tests/test_soak.py`` runs a sho
 normal suite. Faults, one at a time, each followed by a check that every subscription flows again
 within the backoff delay plus 5 s:
 
+Both simulators run at once (Kite, sharded over three connections, and an XTS session); each fault hits
+one of them (or the subscribers).
+
 - ``drop``: the broker drops every TCP connection without a close frame;
 - ``silence``: the broker goes silent (no data, no heartbeats) for 1-7 s without closing;
 - ``garbage``: malformed frames in the stream;
-- ``rate_limited``: connections dropped and the next handshakes refused with HTTP 429;
+- ``rate_limited``: connections dropped and the next handshakes (Kite) or logins (XTS) refused with
+  HTTP 429;
 - ``token_expired``: the access token expires (handshakes refused with HTTP 403) and connections drop;
-  the credentials provider hands over the new one;
+  the credentials provider hands over the new one (Kite), or the feed logs in again once (XTS);
 - ``stall``: a lossy subscriber stops reading for a while;
 - ``churn``: subscriptions add and remove symbols, or leave and come back.
 
@@ -28,10 +32,11 @@ import logging
 import math
 import os
 import random
+import re
 import sys
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
 import attrs
@@ -47,16 +52,22 @@ from trading_ws import (
     Subscription,
     Tick,
     TradingWsError,
+    XtsBroker,
     open_market_data,
 )
+from trading_ws.brokers._interface import BrokerConfig
 from trading_ws.sim import (
     DEMO_ACCESS_TOKEN,
     DEMO_API_KEY,
+    DEMO_APP_KEY,
+    DEMO_SECRET_KEY,
     UNIVERSE,
     KiteSimulator,
+    XtsSimulator,
     kite_instruments_csv,
 )
 
+_JWT = re.compile(r"eyJ[\w-]{8,}\.[\w-]{8,}\.[\w-]{8,}")
 FAULT_KINDS = ("drop", "silence", "garbage", "rate_limited", "token_expired", "stall", "churn")
 FAULT_WEIGHTS = (30, 4, 15, 12, 12, 12, 15)
 BACKOFF = Backoff(initial=0.05, factor=2.0, cap=0.8, jitter=0.2)
@@ -84,6 +95,8 @@ class SecretScanner(logging.Handler):
         for secret in self._secrets():
             if secret in text:
                 self.leaks.append(f"{where}: {text[:200]}")
+        if _JWT.search(text):
+            self.leaks.append(f"{where} (a JWT): {text[:200]}")
 
 
 @attrs.define
@@ -91,6 +104,9 @@ class Consumer:
     """One subscriber of the soak and what it saw."""
 
     name: str
+    broker: str
+    universe: list[str]
+    """Every symbol its broker knows (for churn)."""
     symbols: set[str]
     mode: Mode
     overflow: Overflow
@@ -101,7 +117,6 @@ class Consumer:
     foreign: int = 0
     """Ticks received for a symbol it did not hold (must stay 0)."""
     stalled_until: float = 0.0
-    accounting_errors: int = 0
     generation: int = 0
 
 
@@ -210,45 +225,130 @@ def check_accounting(consumer: Consumer) -> bool:
     return q.received == consumer.consumed + q.dropped + q.depth + q.discarded
 
 
+@attrs.define
+class Target:
+    """One broker of the soak: its simulator's fault knobs and the manager's configuration."""
+
+    name: str
+    broker: BrokerConfig
+    symbols: list[str]
+    faults: Mapping[str, Callable[[random.Random], Awaitable[None]]]
+
+
+async def _silence(go_silent: Callable[[bool], None], rng: random.Random) -> None:
+    go_silent(True)
+    await trio.sleep(rng.uniform(1.0, 7.0))
+    go_silent(False)
+
+
+def kite_target(simulator: KiteSimulator, url: str, tokens: set[str]) -> Target:
+    """Kite: three connections (six instruments each), a token provider for the daily rollover."""
+
+    async def provider() -> str:
+        return simulator.access_token
+
+    async def token_expired(rng: random.Random) -> None:
+        fresh = f"token-{rng.getrandbits(64):016x}"
+        tokens.add(fresh)
+        simulator.access_token = fresh
+        simulator.drop_connections()
+
+    async def rate_limited(rng: random.Random) -> None:
+        simulator.reject_next(429, rng.randint(1, 3))
+        simulator.drop_connections()
+
+    async def drop(rng: random.Random) -> None:
+        simulator.drop_connections()
+
+    async def garbage(rng: random.Random) -> None:
+        simulator.send_garbage(rng.randint(1, 5))
+
+    broker = KiteBroker(
+        DEMO_API_KEY,
+        DEMO_ACCESS_TOKEN,
+        url=url,
+        instruments=kite_instruments_csv(),
+        token_provider=provider,
+        backoff=BACKOFF,
+        watchdog_timeout=WATCHDOG,
+        rate_limit=RateLimit(rate=200, burst=50),
+        max_instruments_per_connection=6,  # the universe spreads over three connections
+    )
+    faults = {
+        "drop": drop,
+        "silence": lambda rng: _silence(simulator.go_silent, rng),
+        "garbage": garbage,
+        "rate_limited": rate_limited,
+        "token_expired": token_expired,
+    }
+    return Target("kite", broker, [i.symbol for i in UNIVERSE], faults)
+
+
+async def xts_target(simulator: XtsSimulator, url: str) -> Target:
+    """XTS: one session; an expired token means one new login (and a resubscribe)."""
+
+    async def drop(rng: random.Random) -> None:
+        simulator.drop_connections()
+
+    async def garbage(rng: random.Random) -> None:
+        simulator.send_garbage(rng.randint(1, 5))
+
+    async def token_expired(rng: random.Random) -> None:
+        simulator.expire_tokens()
+        simulator.drop_connections()
+
+    async def rate_limited(rng: random.Random) -> None:
+        simulator.reject_next_login(429, rng.randint(1, 2))
+        simulator.expire_tokens()
+        simulator.drop_connections()
+
+    broker = XtsBroker(
+        DEMO_APP_KEY,
+        DEMO_SECRET_KEY,
+        url,
+        backoff=BACKOFF,
+        ping_timeout_slack=1.0,
+        rate_limit=RateLimit(rate=200, burst=50),
+    )
+    symbols = sorted(await broker.load_instruments())
+    faults = {
+        "drop": drop,
+        "silence": lambda rng: _silence(simulator.go_silent, rng),
+        "garbage": garbage,
+        "rate_limited": rate_limited,
+        "token_expired": token_expired,
+    }
+    return Target("xts", broker, symbols, faults)
+
+
 async def run_soak(
     seconds: float,
     *,
     seed: int = 1,
     consumers: int = 12,
     tick_interval: float = 0.05,
+    xts: bool = True,
     progress: Callable[[str], None] | None = None,
 ) -> SoakReport:
     """Run the soak for `seconds` and return its report (see the module docstring)."""
     rng = random.Random(seed)
     report = SoakReport(seconds=seconds, seed=seed, warmup=min(60.0, seconds * 0.2))
-    tokens = {DEMO_ACCESS_TOKEN}
+    tokens = {DEMO_ACCESS_TOKEN, DEMO_SECRET_KEY}
     scanner = SecretScanner(lambda: tokens)
     root = logging.getLogger()
     old_level = root.level
     root.addHandler(scanner)
     root.setLevel(logging.DEBUG)
-    symbols = [i.symbol for i in UNIVERSE]
-    simulator = KiteSimulator(tick_interval=tick_interval, seed=seed)
-
-    async def provider() -> str:
-        return simulator.access_token
-
+    kite_sim = KiteSimulator(tick_interval=tick_interval, seed=seed)
+    # EIO3 liveness within the soak's 5 s: a ping every second, a pong due within a second (+1 s slack).
+    xts_sim = XtsSimulator(tick_interval=tick_interval, seed=seed, ping_interval=1.0, ping_timeout=1.0)
     try:
         async with trio.open_nursery() as sims:
-            url = await sims.start(simulator.serve)
-            broker = KiteBroker(
-                DEMO_API_KEY,
-                DEMO_ACCESS_TOKEN,
-                url=url,
-                instruments=kite_instruments_csv(),
-                token_provider=provider,
-                backoff=BACKOFF,
-                watchdog_timeout=WATCHDOG,
-                rate_limit=RateLimit(rate=200, burst=50),
-                max_instruments_per_connection=6,  # the universe spreads over three connections
-            )
+            targets = [kite_target(kite_sim, await sims.start(kite_sim.serve), tokens)]
+            if xts:
+                targets.append(await xts_target(xts_sim, await sims.start(xts_sim.serve)))
             report.tasks_before = task_count()
-            await _soak(report, rng, simulator, broker, symbols, consumers, scanner, tokens, progress)
+            await _soak(report, rng, targets, consumers, scanner, progress)
             with trio.fail_after(10):
                 while task_count() != report.tasks_before:  # noqa: ASYNC110  (sim tasks wind down)
                     await trio.sleep(0.05)
@@ -267,34 +367,37 @@ async def run_soak(
 async def _soak(
     report: SoakReport,
     rng: random.Random,
-    simulator: KiteSimulator,
-    broker: KiteBroker,
-    symbols: list[str],
+    targets: list[Target],
     count: int,
     scanner: SecretScanner,
-    tokens: set[str],
     progress: Callable[[str], None] | None,
 ) -> None:
     policies = [Overflow.BLOCK, Overflow.DROP_OLDEST, Overflow.DROP_NEWEST, Overflow.CONFLATE]
-    people = [
-        Consumer(
-            name=f"user{i}",
-            symbols=set(rng.sample(symbols, rng.randint(2, 6))),
-            mode=rng.choice(list(Mode)),
-            overflow=policies[i % 4],
-            delay=0.0 if policies[i % 4] is Overflow.BLOCK else rng.choice([0.0, 0.05, 0.3]),
+    people = []
+    for i in range(count):
+        target = targets[i % len(targets)]
+        policy = policies[(i // len(targets)) % 4]
+        people.append(
+            Consumer(
+                name=f"user{i}",
+                broker=target.name,
+                universe=target.symbols,
+                symbols=set(rng.sample(target.symbols, rng.randint(2, 6))),
+                mode=rng.choice(list(Mode)),
+                overflow=policy,
+                delay=0.0 if policy is Overflow.BLOCK else rng.choice([0.0, 0.05, 0.3]),
+            )
         )
-        for i in range(count)
-    ]
     started = trio.current_time()
     end = started + report.seconds
-    async with open_market_data(broker) as md, trio.open_nursery() as nursery:
+    async with open_market_data(*(t.broker for t in targets)) as md, trio.open_nursery() as nursery:
 
         async def serve_consumer(consumer: Consumer, task_status: trio.TaskStatus[None]) -> None:
             buffer = 50_000 if consumer.overflow is Overflow.BLOCK else 200
             async with md.subscribe(
                 sorted(consumer.symbols),
                 mode=consumer.mode,
+                broker=consumer.broker,
                 user_id=consumer.name,
                 overflow=consumer.overflow,
                 buffer=buffer,
@@ -306,11 +409,9 @@ async def _soak(
                     await consume(consumer, report, scanner)
                 finally:
                     if not check_accounting(consumer):
-                        consumer.accounting_errors += 1
+                        report.accounting_errors += 1
                     report.foreign_ticks += consumer.foreign
                     consumer.foreign = 0
-                    report.accounting_errors += consumer.accounting_errors
-                    consumer.accounting_errors = 0
                     report.ticks_consumed += consumer.consumed
                     report.dropped += sub.statistics().queue.dropped
 
@@ -330,12 +431,23 @@ async def _soak(
                 report.rss_samples.append((now - started, rss_bytes()))
                 sample_at = now + 1.0
             kind = rng.choices(FAULT_KINDS, FAULT_WEIGHTS)[0]
-            fault_end = await _inject(kind, rng, simulator, people, tokens, md, nursery, run_consumer, scopes)
-            report.faults[kind] += 1
+            target = rng.choice(targets)
+            if kind == "stall":
+                victim = rng.choice([p for p in people if p.overflow is not Overflow.BLOCK])
+                victim.stalled_until = trio.current_time() + rng.uniform(0.5, 3.0)
+                label = kind
+            elif kind == "churn":
+                await _churn(rng, rng.choice(people), nursery, run_consumer, scopes)
+                label = kind
+            else:
+                await target.faults[kind](rng)
+                label = f"{target.name}:{kind}"
+            fault_end = trio.current_time()
+            report.faults[label] += 1
             resumed = await _wait_flowing(people, fault_end, RECOVERY_LIMIT)
             if resumed is None:
                 report.failures.append(
-                    f"{kind} at {fault_end - started:.1f} s: not flowing again within {RECOVERY_LIMIT} s"
+                    f"{label} at {fault_end - started:.1f} s: not flowing again within {RECOVERY_LIMIT} s"
                 )
             else:
                 report.recovered += 1
@@ -352,57 +464,29 @@ async def _soak(
         nursery.cancel_scope.cancel()
 
 
-async def _inject(
-    kind: str,
+async def _churn(
     rng: random.Random,
-    simulator: KiteSimulator,
-    people: list[Consumer],
-    tokens: set[str],
-    md: object,
+    consumer: Consumer,
     nursery: trio.Nursery,
     run_consumer: Callable[..., Awaitable[object]],
     scopes: dict[str, trio.CancelScope],
-) -> float:
-    """Apply one fault; return the (trio) time it ended, from which recovery is measured."""
-    if kind == "drop":
-        simulator.drop_connections()
-    elif kind == "silence":
-        simulator.go_silent()
-        await trio.sleep(rng.uniform(1.0, 7.0))
-        simulator.go_silent(False)
-    elif kind == "garbage":
-        simulator.send_garbage(rng.randint(1, 5))
-    elif kind == "rate_limited":
-        simulator.reject_next(429, rng.randint(1, 3))
-        simulator.drop_connections()
-    elif kind == "token_expired":
-        fresh = f"token-{rng.getrandbits(64):016x}"
-        tokens.add(fresh)
-        simulator.access_token = fresh
-        simulator.drop_connections()
-    elif kind == "stall":
-        lossy = [p for p in people if p.overflow is not Overflow.BLOCK]
-        victim = rng.choice(lossy)
-        victim.stalled_until = trio.current_time() + rng.uniform(0.5, 3.0)
-    elif kind == "churn":
-        consumer = rng.choice(people)
-        sub = consumer.sub
-        if rng.random() < 0.5 and sub is not None:
-            universe = [i.symbol for i in UNIVERSE]
-            extra = rng.choice(universe)
-            held = sorted(sub.symbols)
-            if extra not in held:
-                await sub.add([extra])
-                consumer.symbols.add(extra)
-            elif len(held) > 1:
-                await sub.remove([extra])
-                consumer.symbols.discard(extra)
-        else:
-            scopes[consumer.name].cancel()  # leave, then come back with the same symbols
-            await trio.sleep(0.01)
-            consumer.generation += 1
-            await nursery.start(run_consumer, consumer)
-    return trio.current_time()
+) -> None:
+    """Add or remove a symbol of a running subscription, or leave and subscribe again."""
+    sub = consumer.sub
+    if rng.random() < 0.5 and sub is not None:
+        extra = rng.choice(consumer.universe)
+        held = sorted(sub.symbols)
+        if extra not in held:
+            await sub.add([extra])
+            consumer.symbols.add(extra)
+        elif len(held) > 1:
+            await sub.remove([extra])
+            consumer.symbols.discard(extra)
+    else:
+        scopes[consumer.name].cancel()  # leave, then come back with the same symbols
+        await trio.sleep(0.01)
+        consumer.generation += 1
+        await nursery.start(run_consumer, consumer)
 
 
 async def _wait_flowing(people: list[Consumer], since: float, limit: float) -> float | None:
@@ -433,10 +517,12 @@ def render_markdown(report: SoakReport, command: str) -> str:
         "```",
         "",
         "The soak (`tests/soak_harness.py`) runs the unified manager with a dozen subscribers — every",
-        "mode, every overflow policy, fast, slow and stalling consumers — against the Kite simulator, the",
-        "instruments sharded over three connections, while it injects one fault at a time and checks that",
-        f"every subscription is offered ticks again within {RECOVERY_LIMIT:.1f} s (the backoff delay plus",
-        "the 5 s watchdog). A short variant runs in the normal test suite (`tests/test_soak.py`).",
+        "mode, every overflow policy, fast, slow and stalling consumers — against both simulators at once",
+        "(Kite with its instruments sharded over three connections, and an XTS session), while it injects",
+        "one fault at a time into one broker and checks that every subscription is offered ticks again",
+        f"within {RECOVERY_LIMIT:.1f} s (the backoff delay plus the 5 s watchdog). A short variant runs in",
+        "the normal test suite (`tests/test_soak.py`). `kite:` and `xts:` faults hit one simulator;",
+        "`stall` and `churn` hit the subscribers.",
         "",
         "## Last long run",
         "",
@@ -446,7 +532,7 @@ def render_markdown(report: SoakReport, command: str) -> str:
         "",
         "| fault | injected |",
         "|---|---:|",
-        *[f"| {kind} | {report.faults.get(kind, 0)} |" for kind in FAULT_KINDS],
+        *[f"| {label} | {n} |" for label, n in sorted(report.faults.items())],
         "",
         f"- Reconnects: {report.reconnects}.",
         f"- Time for every subscription to be offered ticks again after a fault: p50 "
