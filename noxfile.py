@@ -36,3 +36,36 @@ def bench(session: nox.Session) -> None:
     session.install("-e", ".[test,bench]")
     for script in sorted(__import__("pathlib").Path("benchmarks").glob("bench_*.py")):
         session.run("python", str(script), *session.posargs)
+
+
+@nox.session
+def soak(session: nox.Session) -> None:
+    """The long fault-injection soak (10 minutes by default; ``-- --minutes 2`` for less); rewrites
+    docs/reliability.md with its figures."""
+    session.install("-e", ".[test]")
+    args = session.posargs or ["--minutes", "10"]
+    session.run("python", "tests/soak_harness.py", *args, "--write-docs")
+
+
+@nox.session
+def fuzz(session: nox.Session) -> None:
+    """Fuzz every decoder (figures in docs/fuzzing.md): the hypothesis fuzz tests with
+    ``TRADING_WS_FUZZ_EXAMPLES`` examples each (default 20000), then, if atheris installs, coverage-guided
+    fuzzing for ``TRADING_WS_FUZZ_ATHERIS_SECONDS`` seconds per target (default 30; 0 skips it).
+    ``-- -k xts`` passes options to pytest."""
+    environ = __import__("os").environ
+    session.install("-e", ".[test]")
+    examples = environ.get("TRADING_WS_FUZZ_EXAMPLES", "20000")
+    pytest_args = ["-m", "fuzz", "tests/fuzz", "--durations=0", *session.posargs]
+    session.run("pytest", *pytest_args, env={"TRADING_WS_FUZZ_EXAMPLES": examples})
+    seconds = environ.get("TRADING_WS_FUZZ_ATHERIS_SECONDS", "30")
+    if seconds == "0":
+        return
+    try:
+        session.install("atheris")
+    except nox.command.CommandFailed:
+        session.warn("atheris did not install (no wheel for this platform or Python?): skipped")
+        return
+    artifacts = __import__("pathlib").Path(session.create_tmp()) / "atheris-artifacts"
+    atheris_args = ["--all", "--seconds", seconds, "--artifacts", str(artifacts)]
+    session.run("python", "tests/fuzz/atheris_targets.py", *atheris_args)

@@ -309,6 +309,10 @@ class _TextMessage(msgspec.Struct):
 
 
 _TEXT_DECODER = msgspec.json.Decoder(_TextMessage)
+# What decoding hostile JSON can raise besides msgspec.DecodeError: UnicodeEncodeError for a str holding
+# lone surrogates, UnicodeDecodeError for bytes that are not UTF-8 inside a string, RecursionError for
+# nesting deeper than the recursion limit. All become DecodeError.
+_JSON_ERRORS = (msgspec.DecodeError, UnicodeError, RecursionError)
 
 
 def _decode_text(text: str, received_at: float) -> Event:
@@ -316,7 +320,7 @@ def _decode_text(text: str, received_at: float) -> Event:
         raise DecodeError(f"Kite text message of {len(text)} characters exceeds {MAX_TEXT_MESSAGE}", text)
     try:
         message = _TEXT_DECODER.decode(text)
-    except (msgspec.DecodeError, UnicodeEncodeError, RecursionError) as exc:  # a str with lone surrogates is not UTF-8
+    except _JSON_ERRORS as exc:
         raise DecodeError(f"malformed Kite text message: {exc}", text) from exc
     kind = message.type
     data = message.data
@@ -469,7 +473,7 @@ def decode_control(raw: str | bytes) -> ControlMessage:
     """
     try:
         request = _REQUEST_DECODER.decode(raw)
-    except (msgspec.DecodeError, UnicodeEncodeError, RecursionError) as exc:  # a str with lone surrogates is not UTF-8
+    except _JSON_ERRORS as exc:
         raise DecodeError(f"malformed Kite request: {exc}", raw) from exc
     if request.a in ("subscribe", "unsubscribe"):
         return ControlMessage(request.a, _tokens(request.v, raw))
