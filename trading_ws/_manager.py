@@ -147,6 +147,25 @@ class _Upstream:
     subscribed_at: float = 0.0
     """When it was subscribed upstream (trio clock): the reference for staleness before a first tick."""
     stale: bool = False
+    counts: list[int] = attrs.field(factory=lambda: [0, 0, 0])
+    """How many subscribers want each mode rank: the wanted mode in O(1), not O(subscribers)."""
+
+    def hold(self, sub: Subscription, rank: int) -> None:
+        old = self.subscribers.get(sub)
+        if old is not None:
+            self.counts[old] -= 1
+        self.subscribers[sub] = rank
+        self.counts[rank] += 1
+
+    def release(self, sub: Subscription) -> None:
+        old = self.subscribers.pop(sub, None)
+        if old is not None:
+            self.counts[old] -= 1
+
+    def wanted(self) -> int:
+        """The highest rank any subscriber wants, -1 if none."""
+        counts = self.counts
+        return 2 if counts[2] else 1 if counts[1] else 0 if counts[0] else -1
 
 
 @attrs.define(eq=False)
@@ -509,7 +528,7 @@ class MarketData:
                 upstream = state.by_key.get(info.key)
                 if upstream is None:
                     upstream = state.by_key[info.key] = _Upstream(info)
-                upstream.subscribers[sub] = new_rank
+                upstream.hold(sub, new_rank)
                 sub._keys[info.key] = info.symbol
                 if upstream.last_tick_at is None or upstream.rank < 0:
                     sub._waiting_first.add(info.key)
@@ -517,7 +536,7 @@ class MarketData:
             gone: set[tuple[int | None, int]] = set()
             for key in remove_keys:
                 upstream = state.by_key[key]
-                upstream.subscribers.pop(sub, None)
+                upstream.release(sub)
                 del sub._keys[key]
                 sub._waiting_first.discard(key)
                 touched.add(key)
@@ -527,7 +546,7 @@ class MarketData:
             if new_rank != _RANK[sub._mode]:
                 sub._mode = mode
                 for key in sub._keys:
-                    state.by_key[key].subscribers[sub] = new_rank
+                    state.by_key[key].hold(sub, new_rank)
                     touched.add(key)
             sub._update_ready()
             await self._sync_upstream(state, touched)
@@ -552,7 +571,7 @@ class MarketData:
         placements: list[tuple[_Upstream, int]] = []
         for key in keys:
             upstream = state.by_key[key]
-            wanted = max(upstream.subscribers.values(), default=-1)
+            wanted = upstream.wanted()
             if wanted == upstream.rank:
                 continue
             if wanted < 0:
@@ -606,7 +625,7 @@ class MarketData:
                 for key in keys:
                     upstream = state.by_key.get(key)
                     if upstream is not None:
-                        upstream.subscribers.pop(sub, None)
+                        upstream.release(sub)
                 sub._keys.clear()
                 with contextlib.suppress(FeedClosedError):  # the connection is gone, and its subscriptions
                     await self._sync_upstream(state, [k for k in keys if k in state.by_key])
