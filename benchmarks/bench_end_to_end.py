@@ -37,7 +37,6 @@ import gc
 import math
 import multiprocessing
 import os
-import platform
 import resource
 import statistics
 import struct
@@ -46,11 +45,11 @@ import time
 from collections.abc import Sequence
 from datetime import date, datetime
 from functools import partial
-from importlib import metadata
 from multiprocessing.connection import Connection
 from urllib.parse import urlsplit
 
 import trio
+from _common import fmt_rate, machine as _machine
 from trio_websocket import (
     ConnectionClosed,
     WebSocketConnection,
@@ -463,42 +462,6 @@ def decode_rate(frames: Sequence[bytes], seconds: float) -> tuple[float, float]:
 # Output
 
 
-def fmt_rate(per_second: float) -> str:
-    if per_second >= 1e6:
-        return f"{per_second / 1e6:.2f} M"
-    if per_second >= 1e3:
-        return f"{per_second / 1e3:.1f} k"
-    return f"{per_second:.0f}"
-
-
-def machine(pinned: bool, usable: int) -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    versions = ", ".join(
-        f"{pkg} {metadata.version(pkg)}"
-        for pkg in ("trading-ws", "trio", "trio-websocket", "wsproto", "msgspec", "attrs")
-    )
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    placement = "server pinned to the first CPU, client to the second" if pinned else "not pinned"
-    return "\n".join(
-        [
-            f"- Python: {platform.python_implementation()} {platform.python_version()} "
-            f"({platform.python_compiler()})",
-            f"- Platform: {platform.platform()}",
-            f"- CPU: {cpu}; {os.cpu_count()} logical CPUs ({usable} usable); {placement}",
-            f"- Packages: {versions}",
-            f"- GC: {'on' if gc.isenabled() else 'off'}; load average at start: {load}",
-        ]
-    )
-
-
 def preempted_text(results: Sequence[RunResult]) -> str:
     client = sum(r.preemptions for r in results)
     server = [r.server_preemptions for r in results if r.server_preemptions is not None]
@@ -511,6 +474,15 @@ def percentile(sorted_values: Sequence[int], q: float) -> float:
         return math.nan
     rank = max(1, math.ceil(q / 100 * len(sorted_values)))
     return float(sorted_values[rank - 1])
+
+
+def machine(pinned: bool, usable: int) -> str:
+    placement = "server pinned to the first CPU, client to the second" if pinned else "not pinned"
+    return _machine(
+        ("trading-ws", "trio", "trio-websocket", "wsproto", "msgspec", "attrs"),
+        cpus=f"{usable} usable; {placement}",
+        load=True,
+    )
 
 
 async def main_async(

@@ -19,18 +19,15 @@ and FULL frames. Exit status 1 if a subscriber lost or gained a tick.
 from __future__ import annotations
 
 import argparse
-import gc
-import os
-import platform
 import statistics
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import date, datetime
-from importlib import metadata
 
 import trio
+from _common import fmt_rate, machine as _machine
 
 from trading_ws import IST, Broker, Event, Mode, Overflow, RateLimit, Subscription, Tick, open_market_data
 from trading_ws._ratelimit import TokenBucket
@@ -458,41 +455,6 @@ def bench_decode(encoded: Sequence[bytes], rounds: int, round_seconds: float) ->
 # Output
 
 
-def fmt_rate(per_second: float) -> str:
-    if per_second >= 1e6:
-        return f"{per_second / 1e6:.2f} M"
-    if per_second >= 1e3:
-        return f"{per_second / 1e3:.1f} k"
-    return f"{per_second:.0f}"
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "?"
-    versions = ", ".join(
-        f"{pkg} {metadata.version(pkg)}" for pkg in ("trading-ws", "trio", "msgspec", "attrs")
-    )
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    return "\n".join(
-        [
-            f"- Python: {platform.python_implementation()} {platform.python_version()} "
-            f"({platform.python_compiler()})",
-            f"- Platform: {platform.platform()}",
-            f"- CPU: {cpu}; {os.cpu_count()} logical CPUs ({affinity} usable by this process)",
-            f"- Packages: {versions}",
-            f"- GC: {'on' if gc.isenabled() else 'off'}; load average at start: {load}",
-        ]
-    )
-
-
 def table(title: str, decode_ns: float, decode_cpu_ns: float, results: list[Result]) -> str:
     lines = [
         f"#### {title}",
@@ -513,6 +475,10 @@ def table(title: str, decode_ns: float, decode_cpu_ns: float, results: list[Resu
             f"| {peak} |"
         )
     return "\n".join(lines)
+
+
+def machine() -> str:
+    return _machine(("trading-ws", "trio", "msgspec", "attrs"), load=True)
 
 
 async def main_async(args: argparse.Namespace) -> int:

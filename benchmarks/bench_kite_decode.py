@@ -15,9 +15,6 @@ Exit status: 0 on success, 1 if the decoders disagree, 2 if kiteconnect is not i
 from __future__ import annotations
 
 import argparse
-import gc
-import os
-import platform
 import random
 import statistics
 import struct
@@ -25,8 +22,9 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from importlib import metadata
 from typing import Any
+
+from _common import fmt_rate, machine as _machine
 
 from trading_ws import IST, Depth, Tick
 from trading_ws.brokers.kite import decode_frame
@@ -276,12 +274,6 @@ def measure(
     return [Result(name, s) for name, s in samples.items()]
 
 
-def fmt_rate(per_second: float) -> str:
-    if per_second >= 1e6:
-        return f"{per_second / 1e6:.2f} M"
-    return f"{per_second / 1e3:.1f} k"
-
-
 def table(title: str, results: list[Result], baseline: str) -> str:
     base = next(r for r in results if r.name == baseline).median
     lines = [
@@ -299,29 +291,7 @@ def table(title: str, results: list[Result], baseline: str) -> str:
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "?"
-    versions = ", ".join(
-        f"{pkg} {metadata.version(pkg)}" for pkg in ("trading-ws", "kiteconnect", "msgspec", "attrs")
-    )
-    return "\n".join(
-        [
-            f"- Python: {platform.python_implementation()} {platform.python_version()} "
-            f"({platform.python_compiler()})",
-            f"- Platform: {platform.platform()}",
-            f"- CPU: {cpu}; {os.cpu_count()} logical CPUs ({affinity} usable by this process)",
-            f"- Packages: {versions}",
-            f"- GC: {'on' if gc.isenabled() else 'off'}",
-        ]
-    )
+    return _machine(("trading-ws", "kiteconnect", "msgspec", "attrs"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

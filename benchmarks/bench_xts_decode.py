@@ -31,18 +31,16 @@ Exit status: 0 on success, 1 if the paths disagree.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
-import os
-import platform
 import random
 import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from importlib import metadata
 from typing import Any
+
+from _common import fmt_rate, machine as _machine
 
 from trading_ws import IST, Tick
 from trading_ws.brokers.xts import SioEvent, decode_event, parse_packet
@@ -313,12 +311,6 @@ def measure(
     return [Result(name, s) for name, s in samples.items()]
 
 
-def fmt_rate(per_second: float) -> str:
-    if per_second >= 1e6:
-        return f"{per_second / 1e6:.2f} M"
-    return f"{per_second / 1e3:.1f} k"
-
-
 def table(title: str, results: list[Result], baseline_name: str) -> str:
     base = next(r for r in results if r.name == baseline_name).median
     lines = [
@@ -336,27 +328,7 @@ def table(title: str, results: list[Result], baseline_name: str) -> str:
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "?"
-    versions = ", ".join(f"{pkg} {metadata.version(pkg)}" for pkg in ("trading-ws", "msgspec", "attrs"))
-    return "\n".join(
-        [
-            f"- Python: {platform.python_implementation()} {platform.python_version()} "
-            f"({platform.python_compiler()})",
-            f"- Platform: {platform.platform()}",
-            f"- CPU: {cpu}; {os.cpu_count()} logical CPUs ({affinity} usable by this process)",
-            f"- Packages: {versions}",
-            f"- GC: {'on' if gc.isenabled() else 'off'}",
-        ]
-    )
+    return _machine(("trading-ws", "msgspec", "attrs"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,60 @@
+"""What every benchmark script prints the same way: rates, and the machine it ran on."""
+
+from __future__ import annotations
+
+import gc
+import os
+import platform
+from collections.abc import Sequence
+from importlib import metadata
+
+__all__ = ["fmt_rate", "machine"]
+
+
+def fmt_rate(per_second: float) -> str:
+    """A rate for a table: ``1.95 M``, ``414.0 k`` or ``950``."""
+    if per_second >= 1e6:
+        return f"{per_second / 1e6:.2f} M"
+    if per_second >= 1e3:
+        return f"{per_second / 1e3:.1f} k"
+    return f"{per_second:.0f}"
+
+
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo where there is one)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return cpu
+
+
+def machine(packages: Sequence[str], *, cpus: str | None = None, load: bool = False) -> str:
+    """Markdown bullet lines describing the interpreter, platform, CPU, package versions and GC.
+
+    Args:
+        packages: distributions whose versions matter to the measurement.
+        cpus: what to say about CPU placement (default: how many CPUs this process may use).
+        load: also report the load average at start.
+    """
+    if cpus is None:
+        usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "?"
+        cpus = f"{usable} usable by this process"
+    versions = ", ".join(f"{pkg} {metadata.version(pkg)}" for pkg in packages)
+    gc_line = f"- GC: {'on' if gc.isenabled() else 'off'}"
+    if load:
+        gc_line += "; load average at start: " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return "\n".join(
+        [
+            f"- Python: {platform.python_implementation()} {platform.python_version()} "
+            f"({platform.python_compiler()})",
+            f"- Platform: {platform.platform()}",
+            f"- CPU: {cpu_model()}; {os.cpu_count()} logical CPUs ({cpus})",
+            f"- Packages: {versions}",
+            gc_line,
+        ]
+    )
