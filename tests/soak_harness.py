@@ -332,7 +332,7 @@ async def run_soak(
 ) -> SoakReport:
     """Run the soak for `seconds` and return its report (see the module docstring)."""
     rng = random.Random(seed)
-    report = SoakReport(seconds=seconds, seed=seed, warmup=min(60.0, seconds * 0.2))
+    report = SoakReport(seconds=seconds, seed=seed, warmup=seconds * 0.2)
     tokens = {DEMO_ACCESS_TOKEN, DEMO_SECRET_KEY}
     scanner = SecretScanner(lambda: tokens)
     root = logging.getLogger()

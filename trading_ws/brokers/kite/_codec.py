@@ -94,7 +94,7 @@ def price_divisor(instrument_token: int) -> float:
 # Exchange timestamps repeat across the packets of a frame and across frames within a second, so a small
 # cache turns most `datetime.fromtimestamp` calls into one dict lookup.
 _TIME_CACHE: dict[int, datetime] = {}
-_TIME_CACHE_MAX: Final = 4096
+_TIME_CACHE_MAX: Final = 512  # live timestamps cluster around "now": a few minutes of seconds
 
 
 def _to_datetime(seconds: int) -> datetime | None:

@@ -278,7 +278,7 @@ _NSE_OFFSET: Final = 315532800 - 19800
 _OTHER_OFFSET: Final = -19800
 
 _TIME_CACHE: dict[int, datetime] = {}
-_TIME_CACHE_MAX: Final = 4096
+_TIME_CACHE_MAX: Final = 512  # live timestamps cluster around "now": a few minutes of seconds
 
 
 def _unix_to_dt(unix: int) -> datetime:
