@@ -6,9 +6,14 @@ import gc
 import os
 import platform
 from collections.abc import Sequence
+from datetime import date
 from importlib import metadata
 
-__all__ = ["fmt_rate", "machine"]
+from trading_ws.sim import Instrument
+
+__all__ = ["bench_instruments", "fmt_rate", "machine"]
+
+PACKETS_PER_FRAME = 100
 
 
 def fmt_rate(per_second: float) -> str:
@@ -58,3 +63,51 @@ def machine(packages: Sequence[str], *, cpus: str | None = None, load: bool = Fa
             gc_line,
         ]
     )
+
+
+def bench_instruments(count: int = PACKETS_PER_FRAME) -> list[Instrument]:
+    """`count` made-up instruments: 7 in 10 NSE equities, the rest NFO futures (which carry OI)."""
+    out: list[Instrument] = []
+    for i in range(count):
+        exchange_token = 900_000 + i
+        if i % 10 < 7:
+            out.append(
+                Instrument(
+                    symbol=f"NSE:BENCH{i:03d}",
+                    exchange="NSE",
+                    tradingsymbol=f"BENCH{i:03d}",
+                    name=f"BENCH EQUITY {i}",
+                    kite_token=exchange_token << 8 | 1,
+                    exchange_token=exchange_token,
+                    kite_segment="NSE",
+                    instrument_type="EQ",
+                    expiry=None,
+                    strike=0.0,
+                    tick_size=0.05,
+                    lot_size=1,
+                    base_price=50.0 + 37.5 * i,
+                    xts_segment=1,
+                    xts_instrument_id=exchange_token,
+                )
+            )
+        else:
+            out.append(
+                Instrument(
+                    symbol=f"NFO:BENCH{i:03d}26DECFUT",
+                    exchange="NFO",
+                    tradingsymbol=f"BENCH{i:03d}26DECFUT",
+                    name=f"BENCH{i:03d}",
+                    kite_token=exchange_token << 8 | 2,
+                    exchange_token=exchange_token,
+                    kite_segment="NFO-FUT",
+                    instrument_type="FUT",
+                    expiry=date(2026, 12, 29),
+                    strike=0.0,
+                    tick_size=0.05,
+                    lot_size=25,
+                    base_price=120.0 + 41.25 * i,
+                    xts_segment=2,
+                    xts_instrument_id=exchange_token,
+                )
+            )
+    return out

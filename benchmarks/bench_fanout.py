@@ -24,10 +24,10 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from datetime import date, datetime
+from datetime import datetime
 
 import trio
-from _common import fmt_rate, machine as _machine
+from _common import bench_instruments, fmt_rate, machine as _machine
 
 from trading_ws import IST, Broker, Event, Mode, Overflow, RateLimit, Subscription, Tick, open_market_data
 from trading_ws._ratelimit import TokenBucket
@@ -45,54 +45,6 @@ SESSION_START = datetime(2026, 11, 25, 10, 15, 0, tzinfo=IST).timestamp()
 
 # ---------------------------------------------------------------------------------------------------------
 # Instruments and frames
-
-
-def bench_instruments(count: int = PACKETS_PER_FRAME) -> list[Instrument]:
-    """`count` made-up instruments: 7 in 10 NSE equities, the rest NFO futures (which carry OI)."""
-    out: list[Instrument] = []
-    for i in range(count):
-        exchange_token = 900_000 + i
-        if i % 10 < 7:
-            out.append(
-                Instrument(
-                    symbol=f"NSE:BENCH{i:03d}",
-                    exchange="NSE",
-                    tradingsymbol=f"BENCH{i:03d}",
-                    name=f"BENCH EQUITY {i}",
-                    kite_token=exchange_token << 8 | 1,
-                    exchange_token=exchange_token,
-                    kite_segment="NSE",
-                    instrument_type="EQ",
-                    expiry=None,
-                    strike=0.0,
-                    tick_size=0.05,
-                    lot_size=1,
-                    base_price=50.0 + 37.5 * i,
-                    xts_segment=1,
-                    xts_instrument_id=exchange_token,
-                )
-            )
-        else:
-            out.append(
-                Instrument(
-                    symbol=f"NFO:BENCH{i:03d}26DECFUT",
-                    exchange="NFO",
-                    tradingsymbol=f"BENCH{i:03d}26DECFUT",
-                    name=f"BENCH{i:03d}",
-                    kite_token=exchange_token << 8 | 2,
-                    exchange_token=exchange_token,
-                    kite_segment="NFO-FUT",
-                    instrument_type="FUT",
-                    expiry=date(2026, 12, 29),
-                    strike=0.0,
-                    tick_size=0.05,
-                    lot_size=25,
-                    base_price=120.0 + 41.25 * i,
-                    xts_segment=2,
-                    xts_instrument_id=exchange_token,
-                )
-            )
-    return out
 
 
 def build_frames(instruments: Sequence[Instrument], mode: Mode, seed: int, count: int) -> list[bytes]:
