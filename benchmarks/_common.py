@@ -5,13 +5,15 @@ from __future__ import annotations
 import gc
 import os
 import platform
-from collections.abc import Sequence
+import statistics
+import time
+from collections.abc import Callable, Sequence
 from datetime import date
 from importlib import metadata
 
 from trading_ws.sim import Instrument
 
-__all__ = ["bench_instruments", "fmt_rate", "machine"]
+__all__ = ["Result", "bench_instruments", "fmt_rate", "machine", "measure"]
 
 PACKETS_PER_FRAME = 100
 
@@ -111,3 +113,52 @@ def bench_instruments(count: int = PACKETS_PER_FRAME) -> list[Instrument]:
                 )
             )
     return out
+
+
+class Result:
+    """The repeats of one variant: median, minimum and interquartile range relative to the median."""
+
+    def __init__(self, name: str, samples: list[float]) -> None:
+        self.name = name
+        self.samples = samples  # time per item (ns or µs, as measured), one per repeat
+        self.median = statistics.median(samples)
+        self.min = min(samples)
+        q = statistics.quantiles(samples, n=4) if len(samples) >= 2 else [self.median] * 3
+        self.iqr = (q[2] - q[0]) / self.median
+
+
+def measure(
+    variants: dict[str, Callable[[], object]],
+    items_per_call: int,
+    repeats: int,
+    target: float,
+    *,
+    scale: float = 1e9,
+) -> list[Result]:
+    """Calibrate each variant to about `target` seconds a repeat, then run them round-robin.
+
+    Samples are seconds per item times `scale` (1e9: ns, 1e6: µs).
+    """
+    loops: dict[str, int] = {}
+    for name, fn in variants.items():
+        fn()  # warm-up (and fills any cache the variant uses, as a running feed would)
+        n = 1
+        while True:
+            start = time.perf_counter()
+            for _ in range(n):
+                fn()
+            elapsed = time.perf_counter() - start
+            if elapsed >= target / 4:
+                break
+            n *= 2
+        loops[name] = max(1, round(n * target / elapsed))
+    samples: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(repeats):
+        for name, fn in variants.items():
+            n = loops[name]
+            start = time.perf_counter()
+            for _ in range(n):
+                fn()
+            elapsed = time.perf_counter() - start
+            samples[name].append(elapsed / (n * items_per_call) * scale)
+    return [Result(name, s) for name, s in samples.items()]

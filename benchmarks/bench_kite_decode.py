@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import argparse
 import random
-import statistics
 import struct
 import sys
-import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from _common import fmt_rate, machine as _machine
+from _common import Result, fmt_rate, machine as _machine, measure
 
 from trading_ws import IST, Depth, Tick
 from trading_ws.brokers.kite import decode_frame
@@ -233,45 +231,6 @@ def _seconds(value: datetime | None) -> float | None:
 
 # ---------------------------------------------------------------------------------------------------------
 # Timing.
-
-
-class Result:
-    def __init__(self, name: str, samples: list[float]) -> None:
-        self.name = name
-        self.samples = samples  # ns per packet, one per repeat
-        self.median = statistics.median(samples)
-        self.min = min(samples)
-        q = statistics.quantiles(samples, n=4) if len(samples) >= 2 else [self.median] * 3
-        self.iqr = (q[2] - q[0]) / self.median
-
-
-def measure(
-    variants: dict[str, Callable[[], object]], packets_per_call: int, repeats: int, target: float
-) -> list[Result]:
-    """Calibrate each variant to about `target` seconds a repeat, then run them round-robin."""
-    loops: dict[str, int] = {}
-    for name, fn in variants.items():
-        fn()  # warm-up (and fills any cache the variant uses, as a running feed would)
-        n = 1
-        while True:
-            start = time.perf_counter()
-            for _ in range(n):
-                fn()
-            elapsed = time.perf_counter() - start
-            if elapsed >= target / 4:
-                break
-            n *= 2
-        loops[name] = max(1, round(n * target / elapsed))
-    samples: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(repeats):
-        for name, fn in variants.items():
-            n = loops[name]
-            start = time.perf_counter()
-            for _ in range(n):
-                fn()
-            elapsed = time.perf_counter() - start
-            samples[name].append(elapsed / (n * packets_per_call) * 1e9)
-    return [Result(name, s) for name, s in samples.items()]
 
 
 def table(title: str, results: list[Result], baseline: str) -> str:

@@ -35,12 +35,11 @@ import json
 import random
 import statistics
 import sys
-import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from _common import fmt_rate, machine as _machine
+from _common import Result, fmt_rate, machine as _machine, measure
 
 from trading_ws import IST, Tick
 from trading_ws.brokers.xts import SioEvent, decode_event, parse_packet
@@ -272,45 +271,6 @@ def check(tick: Tick, ref: dict[str, Any], where: str) -> list[str]:
 # Timing (the same harness as bench_kite_decode.py).
 
 
-class Result:
-    def __init__(self, name: str, samples: list[float]) -> None:
-        self.name = name
-        self.samples = samples  # µs per message, one per repeat
-        self.median = statistics.median(samples)
-        self.min = min(samples)
-        q = statistics.quantiles(samples, n=4) if len(samples) >= 2 else [self.median] * 3
-        self.iqr = (q[2] - q[0]) / self.median
-
-
-def measure(
-    variants: dict[str, Callable[[], object]], messages_per_call: int, repeats: int, target: float
-) -> list[Result]:
-    """Calibrate each variant to about `target` seconds a repeat, then run them round-robin."""
-    loops: dict[str, int] = {}
-    for name, fn in variants.items():
-        fn()  # warm-up (fills the timestamp cache, as a running feed would)
-        n = 1
-        while True:
-            start = time.perf_counter()
-            for _ in range(n):
-                fn()
-            elapsed = time.perf_counter() - start
-            if elapsed >= target / 4:
-                break
-            n *= 2
-        loops[name] = max(1, round(n * target / elapsed))
-    samples: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(repeats):
-        for name, fn in variants.items():
-            n = loops[name]
-            start = time.perf_counter()
-            for _ in range(n):
-                fn()
-            elapsed = time.perf_counter() - start
-            samples[name].append(elapsed / (n * messages_per_call) * 1e6)
-    return [Result(name, s) for name, s in samples.items()]
-
-
 def table(title: str, results: list[Result], baseline_name: str) -> str:
     base = next(r for r in results if r.name == baseline_name).median
     lines = [
@@ -425,7 +385,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if eio_packet is not None:
             variants[sdk_name] = run_sdk
         variants |= {lazy_name: run_ours, read_name: run_ours_read_depth, two_name: run_two_calls}
-        results = measure(variants, len(code_frames), repeats, target)
+        results = measure(variants, len(code_frames), repeats, target, scale=1e6)
         print(table(titles[code], results, baseline_name))
         print()
         headline[code] = {r.name: r.median for r in results}
