@@ -500,7 +500,8 @@ class MarketData:
             if best is None or known > best[0]:
                 best = (known, state)
         assert best is not None
-        unknown = [s for s in symbols if s not in best[1].master]  # type: ignore[operator]
+        master = await self._master(best[1])
+        unknown = [s for s in symbols if s not in master]
         raise UnknownSymbolError(unknown, list(self._brokers))
 
     # ----------------------------------------------------------------------------------- changes

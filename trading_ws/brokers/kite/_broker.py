@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Final
+from typing import Final, cast
 
 import attrs
 
@@ -33,10 +33,10 @@ class _KiteShardFeed:
         return self._feed.connected
 
     async def subscribe(self, keys: Iterable[Hashable], mode: Mode) -> None:
-        await self._feed.subscribe([int(k) for k in keys], mode)  # type: ignore[call-overload]
+        await self._feed.subscribe(cast("Iterable[int]", keys), mode)  # Kite keys are instrument tokens
 
     async def unsubscribe(self, keys: Iterable[Hashable]) -> None:
-        await self._feed.unsubscribe([int(k) for k in keys])  # type: ignore[call-overload]
+        await self._feed.unsubscribe(cast("Iterable[int]", keys))
 
     async def receive_batch(self) -> list[Event]:
         return await self._feed.receive_batch()
