@@ -343,18 +343,37 @@ def main(argv: Sequence[str] | None = None) -> int:
                     seed=args.seed,
                     live=live,
                     broker=args.broker,
-                )
+                ),
+                restrict_keyboard_interrupt_to_checkpoints=True,
             )
         elif args.command == "sim" and args.broker == "xts":
-            trio.run(run_xts_sim, args.host, args.port, args.app_key, args.secret_key, args.tick_interval)
+            trio.run(
+                run_xts_sim,
+                args.host,
+                args.port,
+                args.app_key,
+                args.secret_key,
+                args.tick_interval,
+                restrict_keyboard_interrupt_to_checkpoints=True,
+            )
         elif args.command == "sim":
-            trio.run(run_kite_sim, args.host, args.port, args.api_key, args.access_token, args.tick_interval)
+            trio.run(
+                run_kite_sim,
+                args.host,
+                args.port,
+                args.api_key,
+                args.access_token,
+                args.tick_interval,
+                restrict_keyboard_interrupt_to_checkpoints=True,
+            )
     except KeyboardInterrupt:
         print("stopped", file=sys.stderr)
         return 130
     except BaseExceptionGroup as group:
-        # Ctrl-C while tasks run arrives wrapped by the nurseries it passed through.
-        if group.split(KeyboardInterrupt)[1] is None:
+        # Ctrl-C while tasks run arrives wrapped by the nurseries it passed through, sometimes beside
+        # the errors it caused on its way out (a socket closed under a reader, a feed closed under its
+        # consumer). Ctrl-C anywhere in the group means the user stopped us; those others are echoes.
+        if group.subgroup(KeyboardInterrupt) is not None:
             print("stopped", file=sys.stderr)
             return 130
         raise
