@@ -5,8 +5,8 @@ rewrites docs/reliability.md with the figures; ``tests/test_soak.py`` runs a sho
 normal suite. Faults, one at a time, each followed by a check that every subscription flows again
 within the backoff delay plus 5 s:
 
-Both simulators run at once (Kite, sharded over three connections, and an XTS session); each fault hits
-one of them (or the subscribers).
+Both simulators run at once (Kite, sharded over three connections, and an XTS session) in a child process,
+so that the memory measured is the client's alone; each fault hits one of them (or the subscribers).
 
 - ``drop``: the broker drops every TCP connection without a close frame;
 - ``silence``: the broker goes silent (no data, no heartbeats) for 1-7 s without closing;
@@ -33,14 +33,17 @@ import math
 import os
 import random
 import re
+import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import attrs
 import trio
+from processes import Lines, reap
 
 from trading_ws import (
     Backoff,
@@ -235,33 +238,123 @@ class Target:
     faults: Mapping[str, Callable[[random.Random], Awaitable[None]]]
 
 
-async def _silence(go_silent: Callable[[bool], None], rng: random.Random) -> None:
-    go_silent(True)
-    await trio.sleep(rng.uniform(1.0, 7.0))
-    go_silent(False)
+class RemoteSimulators:
+    """Both simulators, running in a child process so that the soak's memory figures are the
+    client's alone; their fault knobs are driven by one command per line on the child's stdin
+    (see `serve_simulators`), each answered by ``ok``."""
+
+    def __init__(self, process: trio.Process) -> None:
+        assert process.stdin is not None
+        assert process.stdout is not None
+        self._stdin = process.stdin
+        self.lines = Lines(process.stdout)
+        self._lock = trio.Lock()
+
+    async def command(self, *words: object) -> None:
+        """Send one knob command (``kite drop``, ``xts garbage 3``...) and wait for the answer."""
+        async with self._lock:
+            await self._stdin.send_all((" ".join(map(str, words)) + "\n").encode())
+            answer = await self.lines.readline()
+        if answer != "ok":
+            raise RuntimeError(f"the simulator process answered {answer!r} to {words}")
+
+    async def silence(self, broker: str, rng: random.Random) -> None:
+        await self.command(broker, "silent", 1)
+        await trio.sleep(rng.uniform(1.0, 7.0))
+        await self.command(broker, "silent", 0)
 
 
-def kite_target(simulator: KiteSimulator, url: str, tokens: set[str]) -> Target:
+@asynccontextmanager
+async def open_simulators(
+    seed: int, tick_interval: float
+) -> AsyncIterator[tuple[RemoteSimulators, str, str]]:
+    """Start `serve_simulators` in a child process; yield it with the Kite and XTS URLs."""
+    process = await trio.lowlevel.open_process(
+        [
+            sys.executable,
+            __file__,
+            "--serve-simulators",
+            "--seed",
+            str(seed),
+            "--tick-interval",
+            str(tick_interval),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        sims = RemoteSimulators(process)
+        with trio.fail_after(30):
+            kite_url, xts_url = (await sims.lines.readline()).split()
+        yield sims, kite_url, xts_url
+    finally:
+        with trio.CancelScope(shield=True), trio.move_on_after(5):
+            assert process.stdin is not None
+            await process.stdin.aclose()  # end of input: the child stops its simulators and exits
+            await process.wait()
+        await reap(process)
+
+
+async def serve_simulators(seed: int, tick_interval: float) -> None:
+    """The child's side of `open_simulators`: serve both simulators on loopback, print their URLs on
+    one line, then apply knob commands read from stdin until it ends."""
+    kite = KiteSimulator(tick_interval=tick_interval, seed=seed)
+    # EIO3 liveness within the soak's 5 s: a ping every second, a pong due within a second (+1 s slack).
+    xts = XtsSimulator(tick_interval=tick_interval, seed=seed, ping_interval=1.0, ping_timeout=1.0)
+
+    def set_kite_token(token: str) -> None:
+        kite.access_token = token
+
+    knobs: dict[tuple[str, str], Callable[[list[str]], object]] = {
+        ("kite", "drop"): lambda _: kite.drop_connections(),
+        ("kite", "silent"): lambda a: kite.go_silent(a[0] == "1"),
+        ("kite", "garbage"): lambda a: kite.send_garbage(int(a[0])),
+        ("kite", "reject"): lambda a: kite.reject_next(int(a[0]), int(a[1])),
+        ("kite", "token"): lambda a: set_kite_token(a[0]),
+        ("xts", "drop"): lambda _: xts.drop_connections(),
+        ("xts", "silent"): lambda a: xts.go_silent(a[0] == "1"),
+        ("xts", "garbage"): lambda a: xts.send_garbage(int(a[0])),
+        ("xts", "expire"): lambda _: xts.expire_tokens(),
+        ("xts", "reject_login"): lambda a: xts.reject_next_login(int(a[0]), int(a[1])),
+    }
+    commands = Lines(trio.lowlevel.FdStream(os.dup(sys.stdin.fileno())))
+    async with trio.open_nursery() as nursery:
+        kite_url = await nursery.start(kite.serve)
+        xts_url = await nursery.start(xts.serve)
+        print(kite_url, xts_url, flush=True)
+        while True:
+            try:
+                broker, knob, *args = (await commands.readline()).split()
+            except EOFError:
+                break
+            knobs[broker, knob](args)
+            print("ok", flush=True)
+        nursery.cancel_scope.cancel()
+
+
+def kite_target(sims: RemoteSimulators, url: str, tokens: set[str]) -> Target:
     """Kite: three connections (six instruments each), a token provider for the daily rollover."""
+    current = DEMO_ACCESS_TOKEN
 
     async def provider() -> str:
-        return simulator.access_token
+        return current
 
     async def token_expired(rng: random.Random) -> None:
-        fresh = f"token-{rng.getrandbits(64):016x}"
-        tokens.add(fresh)
-        simulator.access_token = fresh
-        simulator.drop_connections()
+        nonlocal current
+        current = f"token-{rng.getrandbits(64):016x}"
+        tokens.add(current)
+        await sims.command("kite", "token", current)
+        await sims.command("kite", "drop")
 
     async def rate_limited(rng: random.Random) -> None:
-        simulator.reject_next(429, rng.randint(1, 3))
-        simulator.drop_connections()
+        await sims.command("kite", "reject", 429, rng.randint(1, 3))
+        await sims.command("kite", "drop")
 
     async def drop(rng: random.Random) -> None:
-        simulator.drop_connections()
+        await sims.command("kite", "drop")
 
     async def garbage(rng: random.Random) -> None:
-        simulator.send_garbage(rng.randint(1, 5))
+        await sims.command("kite", "garbage", rng.randint(1, 5))
 
     broker = KiteBroker(
         DEMO_API_KEY,
@@ -276,7 +369,7 @@ def kite_target(simulator: KiteSimulator, url: str, tokens: set[str]) -> Target:
     )
     faults = {
         "drop": drop,
-        "silence": lambda rng: _silence(simulator.go_silent, rng),
+        "silence": lambda rng: sims.silence("kite", rng),
         "garbage": garbage,
         "rate_limited": rate_limited,
         "token_expired": token_expired,
@@ -284,23 +377,23 @@ def kite_target(simulator: KiteSimulator, url: str, tokens: set[str]) -> Target:
     return Target("kite", broker, [i.symbol for i in UNIVERSE], faults)
 
 
-async def xts_target(simulator: XtsSimulator, url: str) -> Target:
+async def xts_target(sims: RemoteSimulators, url: str) -> Target:
     """XTS: one session; an expired token means one new login (and a resubscribe)."""
 
     async def drop(rng: random.Random) -> None:
-        simulator.drop_connections()
+        await sims.command("xts", "drop")
 
     async def garbage(rng: random.Random) -> None:
-        simulator.send_garbage(rng.randint(1, 5))
+        await sims.command("xts", "garbage", rng.randint(1, 5))
 
     async def token_expired(rng: random.Random) -> None:
-        simulator.expire_tokens()
-        simulator.drop_connections()
+        await sims.command("xts", "expire")
+        await sims.command("xts", "drop")
 
     async def rate_limited(rng: random.Random) -> None:
-        simulator.reject_next_login(429, rng.randint(1, 2))
-        simulator.expire_tokens()
-        simulator.drop_connections()
+        await sims.command("xts", "reject_login", 429, rng.randint(1, 2))
+        await sims.command("xts", "expire")
+        await sims.command("xts", "drop")
 
     broker = XtsBroker(
         DEMO_APP_KEY,
@@ -313,7 +406,7 @@ async def xts_target(simulator: XtsSimulator, url: str) -> Target:
     symbols = sorted(await broker.load_instruments())
     faults = {
         "drop": drop,
-        "silence": lambda rng: _silence(simulator.go_silent, rng),
+        "silence": lambda rng: sims.silence("xts", rng),
         "garbage": garbage,
         "rate_limited": rate_limited,
         "token_expired": token_expired,
@@ -327,7 +420,6 @@ async def run_soak(
     seed: int = 1,
     consumers: int = 12,
     tick_interval: float = 0.05,
-    xts: bool = True,
     progress: Callable[[str], None] | None = None,
 ) -> SoakReport:
     """Run the soak for `seconds` and return its report (see the module docstring)."""
@@ -339,21 +431,15 @@ async def run_soak(
     old_level = root.level
     root.addHandler(scanner)
     root.setLevel(logging.DEBUG)
-    kite_sim = KiteSimulator(tick_interval=tick_interval, seed=seed)
-    # EIO3 liveness within the soak's 5 s: a ping every second, a pong due within a second (+1 s slack).
-    xts_sim = XtsSimulator(tick_interval=tick_interval, seed=seed, ping_interval=1.0, ping_timeout=1.0)
     try:
-        async with trio.open_nursery() as sims:
-            targets = [kite_target(kite_sim, await sims.start(kite_sim.serve), tokens)]
-            if xts:
-                targets.append(await xts_target(xts_sim, await sims.start(xts_sim.serve)))
+        async with open_simulators(seed, tick_interval) as (sims, kite_url, xts_url):
+            targets = [kite_target(sims, kite_url, tokens), await xts_target(sims, xts_url)]
             report.tasks_before = task_count()
             await _soak(report, rng, targets, consumers, scanner, progress)
             with trio.fail_after(10):
-                while task_count() != report.tasks_before:  # noqa: ASYNC110  (sim tasks wind down)
+                while task_count() != report.tasks_before:  # noqa: ASYNC110  (tasks winding down)
                     await trio.sleep(0.05)
             report.tasks_after = task_count()
-            sims.cancel_scope.cancel()
     except trio.TooSlowError:
         report.tasks_after = task_count()
     finally:
@@ -583,10 +669,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--write-docs", action="store_true", help="rewrite docs/reliability.md")
+    parser.add_argument("--tick-interval", type=float, default=0.05)
+    parser.add_argument(
+        "--serve-simulators", action="store_true", help="be the simulators' child process (internal)"
+    )
     args = parser.parse_args(argv)
+    if args.serve_simulators:
+        trio.run(serve_simulators, args.seed, args.tick_interval)
+        return 0
     started = time.monotonic()
     report = trio.run(
-        lambda: run_soak(args.minutes * 60, seed=args.seed, progress=lambda s: print(s, flush=True))
+        lambda: run_soak(
+            args.minutes * 60,
+            seed=args.seed,
+            tick_interval=args.tick_interval,
+            progress=lambda s: print(s, flush=True),
+        )
     )
     print(f"done in {time.monotonic() - started:.0f} s")
     problems = report.problems()

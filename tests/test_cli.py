@@ -8,6 +8,7 @@ import sys
 import time
 
 import trio
+from processes import Lines, reap
 
 from trading_ws.brokers.kite import open_kite_feed
 from trading_ws.cli import main
@@ -44,33 +45,6 @@ async def test_demo_prints_plain_lines_off_a_terminal() -> None:
 
 def test_unknown_symbol_is_a_clear_error(capsys: object) -> None:
     assert main(["demo", "--symbols", "NSE:NOPE", "--duration", "1"]) == 2
-
-
-class Lines:
-    """Reads a subprocess's stdout line by line, on trio."""
-
-    def __init__(self, stream: trio.abc.ReceiveStream) -> None:
-        self._stream = stream
-        self._buffer = b""
-
-    async def readline(self) -> str:
-        while b"\n" not in self._buffer:
-            chunk = await self._stream.receive_some()
-            if not chunk:
-                raise EOFError("the process closed its output")
-            self._buffer += chunk
-        line, _, self._buffer = self._buffer.partition(b"\n")
-        return line.decode()
-
-
-async def reap(process: trio.Process) -> None:
-    """Make sure a test's subprocess is gone and its pipes closed, whatever happened."""
-    if process.returncode is None:
-        process.kill()
-    with trio.CancelScope(shield=True), trio.move_on_after(5):
-        await process.wait()
-        if process.stdout is not None:
-            await process.stdout.aclose()
 
 
 async def test_ctrl_c_stops_the_demo_within_a_second() -> None:
