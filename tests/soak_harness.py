@@ -33,6 +33,7 @@ import math
 import os
 import random
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -145,6 +146,8 @@ class SoakReport:
     tasks_before: int = 0
     tasks_after: int = 0
     rss_samples: list[tuple[float, int]] = attrs.field(factory=list)
+    block_samples: list[tuple[float, int]] = attrs.field(factory=list)
+    """(seconds into the run, `sys.getallocatedblocks()`): the Python heap, whatever the allocator keeps."""
     warmup: float = 0.0
 
     @property
@@ -163,6 +166,16 @@ class SoakReport:
         if len(late) < 2:
             return 0.0
         return (max(late) - late[0]) / late[0]
+
+    def heap_change(self) -> tuple[float, float, float]:
+        """Allocated Python blocks, median of the first and of the last 30 samples after warm-up, and the
+        relative change between them: an object leak shows here, allocator fragmentation does not."""
+        late = [blocks for at, blocks in self.block_samples if at >= self.warmup]
+        if len(late) < 2:
+            return math.nan, math.nan, 0.0
+        first = statistics.median(late[:30])
+        last = statistics.median(late[-30:])
+        return first, last, (last - first) / first
 
     def problems(self) -> list[str]:
         out = list(self.failures)
@@ -515,6 +528,7 @@ async def _soak(
             now = trio.current_time()
             if now >= sample_at:
                 report.rss_samples.append((now - started, rss_bytes()))
+                report.block_samples.append((now - started, sys.getallocatedblocks()))
                 sample_at = now + 1.0
             kind = rng.choices(FAULT_KINDS, FAULT_WEIGHTS)[0]
             target = rng.choice(targets)
@@ -638,7 +652,17 @@ def render_markdown(report: SoakReport, command: str) -> str:
         lines.append(
             f"- Resident memory: {rss[0] / 2**20:.1f} MiB at start, "
             f"{min(rss) / 2**20:.1f}-{max(rss) / 2**20:.1f} MiB over the run; growth after the "
-            f"{report.warmup:.0f} s warm-up: {report.rss_growth() * 100:.1f} % (limit 5 %)."
+            f"{report.warmup:.0f} s warm-up: {report.rss_growth() * 100:.1f} % (limit 5 %): the "
+            "largest sample after warm-up against the first, for the client process alone (the "
+            "simulators run in a child process)."
+        )
+    if report.block_samples:
+        first, last, change = report.heap_change()
+        lines.append(
+            "- Python heap (allocated blocks, `sys.getallocatedblocks()`), median of the first and the "
+            f"last 30 one-second samples after warm-up: {first:,.0f} and {last:,.0f} "
+            f"({change * 100:+.1f} %). Leaked objects would show here; the allocator's fragmentation "
+            "shows only in resident memory."
         )
     if report.failures:
         lines += ["", "### Failures", "", *[f"- {f}" for f in report.failures]]
@@ -690,6 +714,8 @@ def main(argv: list[str] | None = None) -> int:
     problems = report.problems()
     if report.seconds >= 300 and report.rss_growth() > 0.05:
         problems.append(f"resident memory grew {report.rss_growth() * 100:.1f} % after warm-up")
+    if report.seconds >= 300 and report.heap_change()[2] > 0.05:
+        problems.append(f"the Python heap grew {report.heap_change()[2] * 100:.1f} % after warm-up")
     command = f"nox -s soak  # python tests/soak_harness.py --minutes {args.minutes:g} --write-docs"
     text = render_markdown(report, command)
     print(text)
