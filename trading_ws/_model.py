@@ -152,9 +152,16 @@ class Depth:
 
     def _materialize(self) -> None:
         # Kite full packets: the 120 depth bytes, as (quantity, raw price, orders) x 5 bids, x 5 asks.
-        v = _KITE_DEPTH.unpack(self._packed)
+        # ``new(DepthLevel); init(level, ...)`` is ``DepthLevel(...)`` without type.__call__ (faster).
         d = self._divisor
-        levels = [DepthLevel(v[i + 1] / d, v[i], v[i + 2]) for i in range(0, 30, 3)]
+        new = _new_object
+        init = _init_level
+        levels: list[DepthLevel] = []
+        append = levels.append
+        for quantity, price, orders in _KITE_LEVEL.iter_unpack(self._packed):
+            level = new(DepthLevel)
+            init(level, price / d, quantity, orders)
+            append(level)
         self._bids = levels[:5]
         self._asks = levels[5:]
 
@@ -185,7 +192,9 @@ class Depth:
         return f"Depth(bids={list(self.bids)!r}, asks={list(self.asks)!r})"
 
 
-_KITE_DEPTH = struct.Struct(">" + "IIHxx" * 10)
+_KITE_LEVEL = struct.Struct(">IIHxx")
+_new_object = object.__new__
+_init_level = DepthLevel.__init__
 
 
 @attrs.define(slots=True)
