@@ -337,11 +337,16 @@ async def serve_simulators(seed: int, tick_interval: float) -> None:
         print(kite_url, xts_url, flush=True)
         while True:
             try:
-                broker, knob, *args = (await commands.readline()).split()
+                line = await commands.readline()
             except EOFError:
                 break
-            knobs[broker, knob](args)
-            print("ok", flush=True)
+            try:
+                broker, knob, *args = line.split()
+                knobs[broker, knob](args)
+            except (KeyError, ValueError, IndexError) as exc:  # a harness bug: say so, keep serving
+                print(f"error: {exc!r} in {line!r}", flush=True)
+            else:
+                print("ok", flush=True)
         nursery.cancel_scope.cancel()
 
 
@@ -618,7 +623,8 @@ def render_markdown(report: SoakReport, command: str) -> str:
         "",
         "The soak (`tests/soak_harness.py`) runs the unified manager with a dozen subscribers — every",
         "mode, every overflow policy, fast, slow and stalling consumers — against both simulators at once",
-        "(Kite with its instruments sharded over three connections, and an XTS session), while it injects",
+        "(Kite with its instruments sharded over three connections, and an XTS session; both in a child",
+        "process, so that the memory and log figures below are the client's alone), while it injects",
         "one fault at a time into one broker and checks that every subscription is offered ticks again",
         f"within {RECOVERY_LIMIT:.1f} s (the backoff delay plus the 5 s watchdog). A short variant runs in",
         "the normal test suite (`tests/test_soak.py`). `kite:` and `xts:` faults hit one simulator;",
@@ -643,9 +649,9 @@ def render_markdown(report: SoakReport, command: str) -> str:
         f"dropped by overflow policies {report.dropped:,} (every drop accounted for: "
         f"{report.accounting_errors} mismatches).",
         f"- Ticks for a symbol the subscriber did not hold: {report.foreign_ticks}.",
-        f"- Secrets: {report.log_records:,} log records (DEBUG and up, every logger) and "
-        f"{report.events_scanned:,} status events and errors scanned for every access token used; "
-        f"leaks found: {len(report.secret_leaks)}.",
+        f"- Secrets: {report.log_records:,} log records of the client process (DEBUG and up, every "
+        f"logger) and {report.events_scanned:,} status events and errors scanned for every access token "
+        f"used; leaks found: {len(report.secret_leaks)}.",
         f"- Tasks: {report.tasks_before} before the manager, {report.tasks_after} after it exited.",
     ]
     if rss:

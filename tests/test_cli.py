@@ -7,9 +7,11 @@ import subprocess
 import sys
 import time
 
+import pytest
 import trio
 from processes import Lines, reap
 
+from trading_ws import FeedClosedError, cli
 from trading_ws.brokers.kite import open_kite_feed
 from trading_ws.cli import main
 from trading_ws.sim import DEMO_ACCESS_TOKEN, DEMO_API_KEY
@@ -45,6 +47,32 @@ async def test_demo_prints_plain_lines_off_a_terminal() -> None:
 
 def test_unknown_symbol_is_a_clear_error(capsys: object) -> None:
     assert main(["demo", "--symbols", "NSE:NOPE", "--duration", "1"]) == 2
+
+
+def test_ctrl_c_beside_the_errors_it_caused_still_exits_130(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # What CI once saw: SIGINT landed in a library task, and the group also held the connection loss and
+    # the closed feed that followed from it.
+    async def interrupted(*args: object) -> None:
+        raise BaseExceptionGroup(
+            "nursery",
+            [KeyboardInterrupt(), ExceptionGroup("feed", [FeedClosedError("the Kite feed is closed")])],
+        )
+
+    monkeypatch.setattr(cli, "run_kite_sim", interrupted)
+    assert main(["sim", "kite", "--port", "0"]) == 130
+    assert "stopped" in capsys.readouterr().err
+
+
+def test_a_real_error_beside_no_ctrl_c_is_not_swallowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def broken(*args: object) -> None:
+        raise ExceptionGroup("nursery", [FeedClosedError("the Kite feed is closed")])
+
+    monkeypatch.setattr(cli, "run_kite_sim", broken)
+    with pytest.raises(ExceptionGroup) as info:
+        main(["sim", "kite", "--port", "0"])
+    assert info.group_contains(FeedClosedError)
 
 
 async def test_ctrl_c_stops_the_demo_within_a_second() -> None:

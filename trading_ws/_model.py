@@ -193,8 +193,6 @@ class Depth:
 
 
 _KITE_LEVEL = struct.Struct(">IIHxx")
-_new_object = object.__new__
-_init_level = DepthLevel.__init__
 
 
 @attrs.define(slots=True)
@@ -233,6 +231,15 @@ class Tick:
     """Exchange-qualified symbol such as ``"NSE:INFY"``; None until a manager resolves it."""
     segment: int | None = None
     """The broker's segment id for this instrument (Kite: ``token & 0xFF``; XTS: ExchangeSegment)."""
+
+
+# Hot-path construction, for the decoders: ``obj = _new_object(Cls); _init_cls(obj, ...)`` builds the same
+# object as ``Cls(...)`` (these attrs classes define no __new__), but a Python-to-Python call of __init__
+# skips type.__call__: about 140 ns less per Tick on the project's machines.
+_new_object = object.__new__
+_init_tick = Tick.__init__
+_init_ohlc = Ohlc.__init__
+_init_level = DepthLevel.__init__
 
 
 @attrs.frozen

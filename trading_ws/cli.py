@@ -8,7 +8,8 @@ import argparse
 import logging
 import sys
 import time
-from collections.abc import Hashable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from functools import partial
 
 import attrs
 import trio
@@ -326,46 +327,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.verbose:
         logging.basicConfig(level=logging.DEBUG, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    job: Callable[[], Awaitable[object]]
+    if args.command == "demo":
+        try:
+            symbols = [find_instrument(s).symbol for s in args.symbols]
+        except KeyError as exc:
+            print(f"trading-ws: {exc.args[0]}", file=sys.stderr)
+            return 2
+        live = sys.stdout.isatty() and not args.plain
+        job = partial(
+            run_demo,
+            symbols,
+            mode=Mode(args.mode),
+            duration=args.duration,
+            tick_interval=args.tick_interval,
+            seed=args.seed,
+            live=live,
+            broker=args.broker,
+        )
+    elif args.broker == "xts":
+        job = partial(run_xts_sim, args.host, args.port, args.app_key, args.secret_key, args.tick_interval)
+    else:
+        job = partial(run_kite_sim, args.host, args.port, args.api_key, args.access_token, args.tick_interval)
     try:
-        if args.command == "demo":
-            try:
-                symbols = [find_instrument(s).symbol for s in args.symbols]
-            except KeyError as exc:
-                print(f"trading-ws: {exc.args[0]}", file=sys.stderr)
-                return 2
-            live = sys.stdout.isatty() and not args.plain
-            trio.run(
-                lambda: run_demo(
-                    symbols,
-                    mode=Mode(args.mode),
-                    duration=args.duration,
-                    tick_interval=args.tick_interval,
-                    seed=args.seed,
-                    live=live,
-                    broker=args.broker,
-                ),
-                restrict_keyboard_interrupt_to_checkpoints=True,
-            )
-        elif args.command == "sim" and args.broker == "xts":
-            trio.run(
-                run_xts_sim,
-                args.host,
-                args.port,
-                args.app_key,
-                args.secret_key,
-                args.tick_interval,
-                restrict_keyboard_interrupt_to_checkpoints=True,
-            )
-        elif args.command == "sim":
-            trio.run(
-                run_kite_sim,
-                args.host,
-                args.port,
-                args.api_key,
-                args.access_token,
-                args.tick_interval,
-                restrict_keyboard_interrupt_to_checkpoints=True,
-            )
+        # Ctrl-C is delivered at a checkpoint of the main task, never inside a library task's bookkeeping.
+        trio.run(job, restrict_keyboard_interrupt_to_checkpoints=True)
     except KeyboardInterrupt:
         print("stopped", file=sys.stderr)
         return 130
