@@ -19,6 +19,7 @@ from trading_ws import (
 )
 from trading_ws._fanout import SubscriberQueue
 from trading_ws._ratelimit import TokenBucket
+from trading_ws.brokers._queue import BatchQueue
 
 
 def tick(token: int, price: float) -> Tick:
@@ -27,6 +28,10 @@ def tick(token: int, price: float) -> Tick:
 
 def status() -> Disconnected:
     return Disconnected(Broker.KITE, 0, "test", 0.0)
+
+
+def batch_of(*events: Event) -> list[Event]:
+    return list(events)
 
 
 async def drain(queue: SubscriberQueue) -> list[Event]:
@@ -171,3 +176,126 @@ async def test_discard_ticks_removes_only_those_instruments() -> None:
         stats = queue.statistics()
         assert stats.discarded == removed
         assert stats.received == 1 + stats.dropped + stats.depth + stats.discarded
+
+
+async def test_batch_queue_backpressure_order_and_close() -> None:
+    queue = BatchQueue(2)
+    a: list[Event] = [tick(1, 1.0)]
+    b: list[Event] = [tick(2, 2.0)]
+    c: list[Event] = [status()]
+    queue.put_nowait(a)
+    await queue.put(b)
+    assert queue.full
+    assert len(queue) == 2
+    put_done = trio.Event()
+
+    async def late_put() -> None:
+        await queue.put(c)  # waits: two batches wait already
+        put_done.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(late_put)
+        await trio.testing.wait_all_tasks_blocked()
+        assert not put_done.is_set()
+        assert await queue.get() is a  # frees a place: the writer goes on
+        await put_done.wait()
+    assert await queue.get() is b
+    assert await queue.get() is c
+    queue.put_nowait(a)
+    queue.close()
+    queue.put_nowait(b)  # after close: dropped
+    assert await queue.get() is a  # close drains what was queued first
+    with pytest.raises(trio.EndOfChannel):
+        await queue.get()
+
+
+async def test_batch_queue_close_discard_wakes_waiting_reader_and_writer() -> None:
+    queue = BatchQueue(1)
+    queue.put_nowait(batch_of(tick(1, 1.0)))
+    outcomes: list[str] = []
+
+    async def writer() -> None:
+        await queue.put(batch_of(tick(2, 2.0)))
+        outcomes.append("writer woke")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(writer)
+        await trio.testing.wait_all_tasks_blocked()
+        queue.close(discard=True)
+    assert outcomes == ["writer woke"]
+    assert len(queue) == 0
+    with pytest.raises(trio.EndOfChannel):
+        await queue.get()
+
+    waiting = BatchQueue(1)
+
+    async def reader() -> None:
+        with pytest.raises(trio.EndOfChannel):
+            await waiting.get()
+        outcomes.append("reader woke")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(reader)
+        await trio.testing.wait_all_tasks_blocked()
+        waiting.close()
+    assert outcomes[-1] == "reader woke"
+
+
+async def test_batch_queue_with_a_sink_hands_over_at_once(autojump_clock: trio.testing.MockClock) -> None:
+    got: list[list[Event]] = []
+    queue = BatchQueue(1, got.append)
+    a: list[Event] = [tick(1, 1.0)]
+    b: list[Event] = [tick(2, 2.0)]
+    queue.put_nowait(a)
+    await queue.put(b)  # never waits: nothing is queued
+    assert got == [a, b]
+    assert len(queue) == 0
+    assert not queue.full
+    with trio.move_on_after(0.1) as scope:  # get only waits for the end
+        await queue.get()
+    assert scope.cancelled_caught
+    queue.close()
+    queue.put_nowait([status()])
+    assert got == [a, b]  # nothing after close
+    with pytest.raises(trio.EndOfChannel):
+        await queue.get()
+
+
+async def test_get_batch_checkpoints_once_whether_or_not_it_waits(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    queue = SubscriberQueue(10, Overflow.BLOCK)
+    queue.put([tick(1, 1.0)])
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        with pytest.raises(trio.Cancelled):
+            await queue.get_batch()  # a cancel point even with events pending
+    assert [e.instrument_token for e in await queue.get_batch() if isinstance(e, Tick)] == [1]
+
+    async def later() -> None:
+        await trio.sleep(0.01)
+        queue.put([tick(2, 2.0)])
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(later)
+        batch = await queue.get_batch()  # parks, then returns at once when woken
+    assert [e.instrument_token for e in batch if isinstance(e, Tick)] == [2]
+
+
+async def test_batch_queue_a_failing_sink_ends_it_and_get_raises_the_error() -> None:
+    got: list[list[Event]] = []
+
+    def sink(batch: list[Event]) -> None:
+        if any(isinstance(e, Disconnected) for e in batch):
+            raise ZeroDivisionError("consumer bug")
+        got.append(batch)
+
+    queue = BatchQueue(4, sink)
+    first = batch_of(tick(1, 1.0))
+    queue.put_nowait(first)
+    queue.put_nowait(batch_of(status()))  # raises inside: the queue ends, nothing escapes to the caller
+    queue.put_nowait(batch_of(tick(2, 2.0)))  # dropped
+    assert got == [first]
+    assert queue.closed
+    with pytest.raises(ZeroDivisionError, match="consumer bug"):
+        await queue.get()

@@ -449,3 +449,61 @@ async def test_receive_batch_returns_whole_frames(sim: tuple[KiteSimulator, str]
             # One frame carries one packet per subscribed token.
             assert sorted(t.instrument_token for t in ticks) == sorted(tokens)
             assert len({t.received_at for t in ticks}) == 1
+
+
+async def test_a_sink_gets_every_batch_in_the_reader_task(sim: tuple[KiteSimulator, str]) -> None:
+    simulator, url = sim
+    batches: list[list[Event]] = []
+    reader_tasks: set[object] = set()
+
+    def sink(batch: list[Event]) -> None:
+        reader_tasks.add(trio.lowlevel.current_task())
+        batches.append(batch)
+
+    with trio.fail_after(10):
+        async with open_kite_feed(DEMO_API_KEY, DEMO_ACCESS_TOKEN, url=url, sink=sink) as feed:
+            await feed.subscribe([INFY, RELIANCE], Mode.QUOTE)
+            await wait_until(lambda: sum(isinstance(e, Tick) for b in batches for e in b) >= 10)
+            simulator.drop_connections()
+            await wait_until(lambda: any(isinstance(e, Resubscribed) for b in batches for e in b))
+            assert feed.statistics().queued_batches == 0  # nothing waits for receive_batch
+            # receive_batch only waits for the end: nothing was queued for it.
+            with trio.move_on_after(0.2) as scope:
+                await feed.receive_batch()
+            assert scope.cancelled_caught
+        with pytest.raises(FeedClosedError):
+            await feed.receive_batch()
+    events = [e for b in batches for e in b]
+    assert isinstance(events[0], Connected)
+    kinds = [type(e) for e in events if not isinstance(e, Tick)]
+    assert kinds[:5] == [Connected, Disconnected, Reconnecting, Connected, Resubscribed]
+    ticks = [e for e in events if isinstance(e, Tick)]
+    assert {t.instrument_token for t in ticks} == {INFY, RELIANCE}
+    # One frame per batch: the frame's packets share their receipt time.
+    for batch in batches:
+        assert len({e.received_at for e in batch if isinstance(e, Tick)}) <= 1
+    assert trio.lowlevel.current_task() not in reader_tasks
+    assert len(reader_tasks) == 1
+
+
+async def test_an_error_in_the_sink_is_raised_by_receive_batch(sim: tuple[KiteSimulator, str]) -> None:
+    """A bug in the sink ends the hand-off (later batches are dropped) and reaches the task that awaits
+    receive_batch; the reader task is not torn down mid-frame, and leaving the block is clean."""
+    _, url = sim
+    calls = 0
+
+    def sink(batch: list[Event]) -> None:
+        nonlocal calls
+        calls += 1
+        if any(isinstance(e, Tick) for e in batch):
+            raise ZeroDivisionError("a bug in the consumer")
+
+    with trio.fail_after(10):
+        async with open_kite_feed(DEMO_API_KEY, DEMO_ACCESS_TOKEN, url=url, sink=sink) as feed:
+            await feed.subscribe([INFY])
+            with pytest.raises(ZeroDivisionError, match="consumer"):
+                await feed.receive_batch()
+            seen = calls
+            await trio.sleep(0.2)  # frames keep coming; none reaches the sink any more
+            assert calls == seen
+            assert feed.connected

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 import trio
@@ -30,6 +31,7 @@ from trading_ws import (
     UnknownSymbolError,
     open_market_data,
 )
+from trading_ws._manager import MarketData
 from trading_ws.sim import DEMO_ACCESS_TOKEN, DEMO_API_KEY, KiteSimulator, kite_instruments_csv
 
 INFY, RELIANCE, NIFTY = 408065, 738561, 256265
@@ -311,3 +313,31 @@ async def test_configuration_errors() -> None:
         async with open_market_data(kite, stale_after=0):
             pass  # pragma: no cover
     assert "nope" not in repr(KiteBroker(DEMO_API_KEY, "nope"))
+
+
+async def test_a_routing_bug_ends_that_connection_loudly_and_the_manager_goes_on(
+    sim: tuple[KiteSimulator, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The router runs in the feed's reader task: an exception there ends that connection's
+    subscriptions with the error (never a silent stall), and later subscriptions open a new connection."""
+    _, url = sim
+    route = MarketData._route
+    broken = True
+
+    def buggy(self: MarketData, state: Any, shard: Any, batch: list[Event]) -> None:
+        if broken and any(isinstance(e, Tick) for e in batch):
+            raise ZeroDivisionError("a bug in the router")
+        route(self, state, shard, batch)
+
+    monkeypatch.setattr(MarketData, "_route", buggy)
+    with trio.fail_after(10):
+        async with open_market_data(broker(url)) as md:
+            async with md.subscribe(["NSE:INFY"]) as sub:
+                with pytest.raises(ZeroDivisionError, match="router"):
+                    async for _event in sub:
+                        pass
+            assert not md.statistics().brokers[0].connections[0].connected
+            broken = False
+            async with md.subscribe(["NSE:TCS"]) as again:
+                assert (await next_tick(again)).symbol == "NSE:TCS"
+                assert [c.connection for c in md.statistics().brokers[0].connections] == [0, 1]

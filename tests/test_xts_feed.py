@@ -160,6 +160,37 @@ async def test_snapshots_come_first(sim: tuple[XtsSimulator, str]) -> None:
             assert feed.statistics().snapshots == 3 * 7
 
 
+async def test_a_sink_gets_snapshots_then_ticks_in_the_reader_task(sim: tuple[XtsSimulator, str]) -> None:
+    """With a sink, every batch goes to it (status events, the snapshot batch, live messages), in order,
+    and nothing is queued for receive_batch."""
+    _, root = sim
+    batches: list[list[Event]] = []
+    tasks: set[object] = set()
+
+    def sink(batch: list[Event]) -> None:
+        tasks.add(trio.lowlevel.current_task())
+        batches.append(batch)
+
+    def ticks() -> list[Tick]:
+        return [e for b in batches for e in b if isinstance(e, Tick)]
+
+    with trio.fail_after(10):
+        async with open_xts_feed(DEMO_APP_KEY, DEMO_SECRET_KEY, root_url=root, sink=sink) as feed:
+            await feed.subscribe([RELIANCE, INFY], Mode.QUOTE)
+            await wait_until(lambda: len(ticks()) >= 6)
+            assert feed.statistics().queued_batches == 0
+            with trio.move_on_after(0.2) as scope:
+                await feed.receive_batch()
+            assert scope.cancelled_caught
+    assert isinstance(batches[0][0], Connected)
+    snapshot = next(b for b in batches if any(isinstance(e, Tick) for e in b))
+    assert [(t.segment, t.instrument_token) for t in snapshot if isinstance(t, Tick)] == [RELIANCE, INFY]
+    assert {(t.segment, t.instrument_token) for t in ticks()} == {RELIANCE, INFY}
+    assert feed.statistics().snapshots == 2
+    # The subscribe call delivered the snapshots from the caller's task; live messages came from the reader.
+    assert len(tasks) == 2
+
+
 async def test_mode_change_swaps_the_code_and_unsubscribe(sim: tuple[XtsSimulator, str]) -> None:
     simulator, root = sim
     with trio.fail_after(10):

@@ -256,12 +256,15 @@ class SubscriberQueue:
             nothing is pending any more.
         """
         await trio.lowlevel.checkpoint_if_cancelled()
+        parked = False
         while not self._pending():
             if self._closed:
                 self._raise_closed()
             await self._lot.park()
+            parked = True
         batch = self._take_all()
-        await trio.lowlevel.cancel_shielded_checkpoint()
+        if not parked:  # parking was the schedule point; a second one would keep the batch alive longer
+            await trio.lowlevel.cancel_shielded_checkpoint()
         return batch
 
     async def get(self) -> Event:

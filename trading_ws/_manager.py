@@ -636,24 +636,44 @@ class MarketData:
     async def _run_shard(
         self, state: _BrokerState, index: int, *, task_status: trio.TaskStatus[_Shard]
     ) -> None:
-        """Own connection `index` of a broker: open it, route its batches until it fails or is
-        cancelled. Startup errors propagate to the subscribe call that needed the connection."""
-        async with state.config.open_feed(index, state.limiter) as feed:
-            shard = _Shard(index, feed)
-            task_status.started(shard)
-            try:
-                while True:
-                    batch = await feed.receive_batch()
-                    self._route(state, shard, batch)
-            except FeedClosedError:
-                return
-            except Exception as exc:
-                # The connection failed for good (credentials refused and not renewable, or attempts
-                # exhausted). Tell every subscription on it; the manager and other connections go on.
-                logger.error("broker %r connection %d failed: %s", state.config.name, index, exc)
-                shard.failed = exc
-                for sub in self._subscribers_of(state, shard):
-                    sub._queue.close(exc)
+        """Own connection `index` of a broker: open it and route its batches until it fails or is
+        cancelled. Startup errors propagate to the subscribe call that needed the connection.
+
+        The feed calls the router itself, in its reader task, for every batch (no task hop per frame);
+        this task only waits for the feed to end. Events that arrive before the feed is handed over
+        (its first `Connected`) are routed as soon as it is.
+        """
+        shard: _Shard | None = None
+        started = False
+        early: list[Event] = []
+
+        def sink(batch: list[Event]) -> None:
+            if shard is None:
+                early.extend(batch)
+            else:
+                self._route(state, shard, batch)
+
+        try:
+            async with state.config.open_feed(index, state.limiter, sink) as feed:
+                shard = _Shard(index, feed)
+                if early:
+                    self._route(state, shard, early)
+                    early.clear()
+                task_status.started(shard)
+                started = True
+                while True:  # a feed that ignores the sink still hands its batches out here
+                    self._route(state, shard, await feed.receive_batch())
+        except FeedClosedError:
+            return
+        except Exception as exc:
+            if not started or shard is None:
+                raise  # never started: the subscribe call that opened it sees the error
+            # The connection failed for good (credentials refused and not renewable, or attempts
+            # exhausted). Tell every subscription on it; the manager and other connections go on.
+            logger.error("broker %r connection %d failed: %s", state.config.name, index, exc)
+            shard.failed = exc
+            for sub in self._subscribers_of(state, shard):
+                sub._queue.close(exc)
 
     def _subscribers_of(self, state: _BrokerState, shard: _Shard) -> set[Subscription]:
         subs: set[Subscription] = set()

@@ -2,7 +2,8 @@
 
 A broker configuration (`KiteBroker`, `XtsBroker`) is a value that knows the broker's limits, can load
 its instrument master, and can open one feed connection. A feed connection accepts subscribe and
-unsubscribe requests by instrument key and yields batches of model events (one frame each).
+unsubscribe requests by instrument key and hands batches of model events (one frame each) to the
+manager's sink, synchronously, in the feed's reader task.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import attrs
 
 from .._model import Broker, Event, Mode
 from .._ratelimit import RateLimit, TokenBucket
+from ._queue import Sink
 
 __all__ = ["BrokerConfig", "BrokerFeed", "InstrumentInfo"]
 
@@ -52,7 +54,9 @@ class BrokerFeed(Protocol):
         ...
 
     async def receive_batch(self) -> list[Event]:
-        """The next batch of events; raises the feed's terminal error when it fails for good."""
+        """The next batch of events that did not go to the sink (a feed opened with a sink hands it
+        every batch, and this call only waits for the end); raises the feed's terminal error when it
+        fails for good, `FeedClosedError` once closed."""
         ...
 
 
@@ -90,6 +94,13 @@ class BrokerConfig(Protocol):
         """The instrument master, by exchange-qualified symbol. Called once per manager."""
         ...
 
-    def open_feed(self, connection_id: int, limiter: TokenBucket) -> AbstractAsyncContextManager[BrokerFeed]:
-        """Open connection number `connection_id` (entering connects; raises if it cannot)."""
+    def open_feed(
+        self, connection_id: int, limiter: TokenBucket, sink: Sink | None = None
+    ) -> AbstractAsyncContextManager[BrokerFeed]:
+        """Open connection number `connection_id` (entering connects; raises if it cannot).
+
+        With a `sink`, every batch of events (frames, status events, snapshots) is passed to it in the
+        feed's reader task, in order, instead of being queued for `BrokerFeed.receive_batch`. The sink
+        never blocks and must not be awaited.
+        """
         ...

@@ -13,6 +13,7 @@ from ..._errors import AuthenticationError, ConfigurationError, ConnectError
 from ..._model import Broker, Event, Mode
 from ..._ratelimit import RateLimit, TokenBucket
 from .._interface import BrokerFeed, InstrumentInfo
+from .._queue import Sink
 from ._feed import KITE_WS_URL, MAX_INSTRUMENTS_PER_CONNECTION, KiteFeed, TokenProvider, open_kite_feed
 from ._instruments import KITE_INSTRUMENTS_URL, parse_instruments_csv
 
@@ -122,12 +123,16 @@ class KiteBroker:
             raise ConnectError(f"Kite instruments download failed (HTTP {response.status_code})")
         return response.text
 
-    def open_feed(self, connection_id: int, limiter: TokenBucket) -> AbstractAsyncContextManager[BrokerFeed]:
+    def open_feed(
+        self, connection_id: int, limiter: TokenBucket, sink: Sink | None = None
+    ) -> AbstractAsyncContextManager[BrokerFeed]:
         """Open connection `connection_id` (see `open_kite_feed` for what entering raises)."""
-        return self._open(connection_id, limiter)
+        return self._open(connection_id, limiter, sink)
 
     @asynccontextmanager
-    async def _open(self, connection_id: int, limiter: TokenBucket) -> AsyncIterator[BrokerFeed]:
+    async def _open(
+        self, connection_id: int, limiter: TokenBucket, sink: Sink | None
+    ) -> AsyncIterator[BrokerFeed]:
         async with open_kite_feed(
             self.api_key,
             self.access_token,
@@ -139,5 +144,6 @@ class KiteBroker:
             allow_insecure=self.allow_insecure,
             connection_id=connection_id,
             rate_limiter=limiter,
+            sink=sink,
         ) as feed:
             yield _KiteShardFeed(feed)

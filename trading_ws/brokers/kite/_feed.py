@@ -35,6 +35,7 @@ from ..._model import Broker, Connected, Disconnected, Event, Mode, Reconnecting
 from ..._ratelimit import TokenBucket
 from ..._transport import open_service_nursery, open_ws, parse_ws_url, redact_url
 from ..._version import __version__
+from .._queue import BatchQueue, Sink
 from ._codec import decode_frame, encode_control
 
 __all__ = [
@@ -117,6 +118,7 @@ class KiteFeed:
         connection_id: int,
         rate_limiter: TokenBucket | None = None,
         max_message_size: int = 4 * 1024 * 1024,
+        sink: Sink | None = None,
     ) -> None:
         if not api_key or not access_token:
             raise ConfigurationError("api_key and access_token must not be empty")
@@ -147,7 +149,7 @@ class KiteFeed:
         self._modes: dict[int, Mode] = {}
         self._ws: trio_websocket.WebSocketConnection | None = None
         self._send_lock = trio.StrictFIFOLock()
-        self._sender, self._receiver = trio.open_memory_channel[list[Event]](buffer)
+        self._queue = BatchQueue(buffer, sink)
         self._pending: deque[Event] = deque()
         self._failure: BaseException | None = None
         self._failure_seen = False
@@ -235,7 +237,7 @@ class KiteFeed:
             decode_errors=self._decode_errors,
             connects=self._connects,
             reconnects=self._reconnects,
-            queued_batches=self._receiver.statistics().current_buffer_used,
+            queued_batches=len(self._queue),
             oversized_messages=self._oversized,
             last_frame_age=None if self._last_frame_at is None else now - self._last_frame_at,
         )
@@ -255,8 +257,8 @@ class KiteFeed:
             await trio.lowlevel.checkpoint()
             return batch
         try:
-            return await self._receiver.receive()
-        except (trio.EndOfChannel, trio.ClosedResourceError):
+            return await self._queue.get()
+        except trio.EndOfChannel:
             self._raise_end()
 
     def __aiter__(self) -> AsyncIterator[Event]:
@@ -267,8 +269,8 @@ class KiteFeed:
         pending = self._pending
         if not pending:
             try:
-                pending.extend(await self._receiver.receive())
-            except (trio.EndOfChannel, trio.ClosedResourceError):
+                pending.extend(await self._queue.get())
+            except trio.EndOfChannel:
                 self._raise_end()
         return pending.popleft()
 
@@ -310,13 +312,13 @@ class KiteFeed:
         query = urlencode({"api_key": self._api_key, "access_token": self._access_token})
         return f"{self._endpoint.path}?{query}"
 
-    async def _emit(self, event: Event) -> None:
-        await self._sender.send([event])
+    def _emit(self, event: Event) -> None:
+        self._queue.put_nowait([event])
 
     def _finish(self, failure: BaseException | None) -> None:
         self._failure = failure
         self._ws = None
-        self._sender.close()
+        self._queue.close()
 
     async def _run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Connect, read, and reconnect until cancelled; reports readiness after the first connection.
@@ -349,7 +351,7 @@ class KiteFeed:
                         continue
                     if not started:
                         raise
-                    await self._emit(self._disconnected(str(exc)))
+                    self._emit(self._disconnected(str(exc)))
                     self._finish(exc)
                     return
                 except ConnectError as exc:
@@ -357,7 +359,7 @@ class KiteFeed:
                         raise
                     reset = isinstance(exc, _ConnectionLost) and exc.got_data
                     logger.warning("Kite connection %d: %s", self._connection_id, exc)
-                    await self._emit(self._disconnected(str(exc)))
+                    self._emit(self._disconnected(str(exc)))
                 if reset:
                     delays = self._backoff.delays(self._rng)
                     attempt = 0
@@ -369,11 +371,11 @@ class KiteFeed:
                     )
                     self._finish(failure)
                     return
-                await self._emit(Reconnecting(Broker.KITE, self._connection_id, attempt, delay, time.time()))
+                self._emit(Reconnecting(Broker.KITE, self._connection_id, attempt, delay, time.time()))
                 await trio.sleep(delay)
         finally:
             self._ws = None
-            self._sender.close()
+            self._queue.close()
 
     def _disconnected(self, reason: str) -> Disconnected:
         return Disconnected(Broker.KITE, self._connection_id, reason, time.time())
@@ -409,9 +411,9 @@ class KiteFeed:
                     )
                 on_connected()
                 now = time.time()
-                await self._emit(Connected(Broker.KITE, self._connection_id, now))
+                self._emit(Connected(Broker.KITE, self._connection_id, now))
                 if attempt and resubscribed:
-                    await self._emit(Resubscribed(Broker.KITE, self._connection_id, resubscribed, now))
+                    self._emit(Resubscribed(Broker.KITE, self._connection_id, resubscribed, now))
                 await self._read(ws)
             finally:
                 self._ws = None
@@ -420,7 +422,7 @@ class KiteFeed:
         """Read frames until the connection dies; raises _ConnectionLost."""
         got_data = False
         watchdog = trio.CancelScope()
-        sender = self._sender
+        queue = self._queue
         timeout = self._watchdog_timeout
         try:
             with watchdog:
@@ -439,7 +441,13 @@ class KiteFeed:
                         events = list(exc.events)
                     if events:
                         self._ticks += len(events)
-                        await sender.send(events)
+                        if queue.full:
+                            await queue.put(events)  # the watchdog is off: a slow consumer is not silence
+                        else:
+                            queue.put_nowait(events)
+                            # Let the consumers run before the next frame is decoded, so that one frame's
+                            # objects are alive at a time (and the cyclic GC's young generation stays small).
+                            await trio.lowlevel.cancel_shielded_checkpoint()
                     elif len(message) < 2:
                         self._heartbeats += 1
         except trio_websocket.ConnectionClosed as exc:
@@ -477,6 +485,7 @@ async def open_kite_feed(
     connection_id: int = 0,
     rate_limiter: TokenBucket | None = None,
     max_message_size: int = 4 * 1024 * 1024,
+    sink: Sink | None = None,
 ) -> AsyncIterator[KiteFeed]:
     """Open one Kite ticker connection and keep it alive until the block ends.
 
@@ -508,6 +517,11 @@ async def open_kite_feed(
         max_message_size: the largest WebSocket message accepted; a larger one closes the connection
             with code 1009 (counted in ``statistics().oversized_messages``) and the feed reconnects.
             A full frame of 3000 full packets is about 560 KB.
+        sink: a plain function to call with every batch, in the feed's own reader task, instead of
+            queueing it for `KiteFeed.receive_batch` (which then only waits for the feed to end and raises
+            how it ended). For a consumer that never blocks, such as the manager's router: it spares one
+            task hop per frame. It must not block. An exception it raises ends the hand-off:
+            later batches are dropped and `receive_batch` raises that exception.
 
     Raises:
         AuthenticationError: the credentials were refused (after one renewal, with a provider).
@@ -532,6 +546,7 @@ async def open_kite_feed(
         connection_id=connection_id,
         rate_limiter=rate_limiter,
         max_message_size=max_message_size,
+        sink=sink,
     )
     async with open_service_nursery() as nursery:
         await nursery.start(feed._run)

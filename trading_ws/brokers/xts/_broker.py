@@ -14,6 +14,7 @@ from ..._errors import AuthenticationError, ConfigurationError
 from ..._model import Broker, Event, Mode
 from ..._ratelimit import RateLimit, TokenBucket
 from .._interface import BrokerFeed, InstrumentInfo
+from .._queue import Sink
 from ._feed import BROADCAST_MODES, XTS_FLAVOURS, XtsFeed, open_xts_feed
 from ._instruments import EXCHANGE_BY_SEGMENT, SEGMENT_IDS, parse_master_lenient
 from ._rest import API_PATH, MAX_SUBSCRIPTIONS, CredentialsProvider, XtsSession, parse_root_url
@@ -202,12 +203,16 @@ class XtsBroker:
             )
         return out
 
-    def open_feed(self, connection_id: int, limiter: TokenBucket) -> AbstractAsyncContextManager[BrokerFeed]:
+    def open_feed(
+        self, connection_id: int, limiter: TokenBucket, sink: Sink | None = None
+    ) -> AbstractAsyncContextManager[BrokerFeed]:
         """Open connection `connection_id` (see `open_xts_feed` for what entering raises)."""
-        return self._open(connection_id, limiter)
+        return self._open(connection_id, limiter, sink)
 
     @asynccontextmanager
-    async def _open(self, connection_id: int, limiter: TokenBucket) -> AsyncIterator[BrokerFeed]:
+    async def _open(
+        self, connection_id: int, limiter: TokenBucket, sink: Sink | None
+    ) -> AsyncIterator[BrokerFeed]:
         async with open_xts_feed(
             self.app_key,
             self.secret_key,
@@ -221,6 +226,7 @@ class XtsBroker:
             allow_insecure=self.allow_insecure,
             connection_id=connection_id,
             rate_limiter=limiter,
+            sink=sink,
             api_path=self.api_path,
         ) as feed:
             yield _XtsShardFeed(feed)

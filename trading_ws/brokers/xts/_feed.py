@@ -58,6 +58,7 @@ from ..._model import (
 from ..._ratelimit import TokenBucket
 from ..._transport import open_service_nursery, open_ws
 from ..._version import __version__
+from .._queue import BatchQueue, Sink
 from ._codec import CODE_TO_MODE, MESSAGE_CODES, MODE_TO_CODE, decode_event, decode_message, event_name
 from ._engineio import (
     EioClose,
@@ -155,59 +156,6 @@ class XtsFeedStatistics:
     """Seconds since the last message of any kind (trio clock), or None before the first."""
 
 
-class _BatchQueue:
-    """A FIFO of batches: `put` waits while `bound` batches wait (backpressure on the socket reader),
-    `put_nowait` never waits (snapshots and status events: rare and small, and a subscribe call made by
-    the consumer itself must not wait for the consumer)."""
-
-    def __init__(self, bound: int) -> None:
-        self._items: deque[list[Event]] = deque()
-        self._bound = bound
-        self._readers = trio.lowlevel.ParkingLot()
-        self._writers = trio.lowlevel.ParkingLot()
-        self.closed = False
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    @property
-    def full(self) -> bool:
-        """Whether `put` would wait."""
-        return len(self._items) >= self._bound
-
-    def put_nowait(self, batch: list[Event]) -> None:
-        if not self.closed:
-            self._items.append(batch)
-            self._readers.unpark()
-
-    async def put(self, batch: list[Event]) -> None:
-        while len(self._items) >= self._bound and not self.closed:
-            await self._writers.park()
-        self.put_nowait(batch)
-
-    async def get(self) -> list[Event]:
-        """The oldest batch; raises EndOfChannel once closed and drained. Always checkpoints."""
-        await trio.lowlevel.checkpoint_if_cancelled()
-        parked = False
-        while not self._items:
-            if self.closed:
-                raise trio.EndOfChannel
-            await self._readers.park()
-            parked = True
-        batch = self._items.popleft()
-        self._writers.unpark()
-        if not parked:
-            await trio.lowlevel.cancel_shielded_checkpoint()
-        return batch
-
-    def close(self, discard: bool = False) -> None:
-        self.closed = True
-        if discard:
-            self._items.clear()
-        self._readers.unpark_all()
-        self._writers.unpark_all()
-
-
 def _text_of(data: Any) -> str:
     if isinstance(data, str):
         return data[:500]
@@ -249,6 +197,7 @@ class XtsFeed:
         rng: random.Random | None,
         connection_id: int,
         rate_limiter: TokenBucket | None,
+        sink: Sink | None = None,
     ) -> None:
         mode = BROADCAST_MODES.get(str(broadcast_mode).lower())
         if mode is None:
@@ -278,7 +227,7 @@ class XtsFeed:
         self._limiter = rate_limiter
         self._wanted: dict[Key, Mode] = {}
         self._lock = trio.StrictFIFOLock()
-        self._queue = _BatchQueue(buffer)
+        self._queue = BatchQueue(buffer, sink)
         self._pending: deque[Event] = deque()
         self._awaiting: dict[Key, Mode] = {}
         self._held: list[Tick] = []
@@ -939,6 +888,9 @@ class XtsFeed:
                             alive_at += trio.current_time() - now
                         else:
                             queue.put_nowait(events)
+                            # Let the consumers run before the next message is decoded (one message's
+                            # objects alive at a time; the cyclic GC's young generation stays small).
+                            await trio.lowlevel.cancel_shielded_checkpoint()
         except trio_websocket.ConnectionClosed as exc:
             if self._closed:
                 # `_close_socket` is closing it: stay inside `open_ws`, whose reader must see the closing
@@ -979,6 +931,7 @@ async def open_xts_feed(
     rate_limiter: TokenBucket | None = None,
     logout_on_exit: bool = True,
     api_path: str = API_PATH,
+    sink: Sink | None = None,
 ) -> AsyncIterator[XtsFeed]:
     """Open one XTS market-data session and its Socket.IO connection until the block ends.
 
@@ -1017,6 +970,11 @@ async def open_xts_feed(
         rate_limiter: a token bucket every REST request and connection attempt takes a token from.
         logout_on_exit: log out when the block ends.
         api_path: the route prefix (``/apimarketdata``).
+        sink: a plain function to call with every batch, in the feed's own reader task, instead of
+            queueing it for `XtsFeed.receive_batch` (which then only waits for the feed to end and raises
+            how it ended). For a consumer that never blocks, such as the manager's router: it spares one
+            task hop per message. It must not block. An exception it raises ends the hand-off:
+            later batches are dropped and `receive_batch` raises that exception.
 
     Raises:
         AuthenticationError: the credentials were refused (`LoginRefusedError`), or the token was
@@ -1051,6 +1009,7 @@ async def open_xts_feed(
         rng=rng,
         connection_id=connection_id,
         rate_limiter=rate_limiter,
+        sink=sink,
     )
     async with session:
         try:
