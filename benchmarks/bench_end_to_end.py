@@ -532,7 +532,7 @@ async def main_async(
     print(
         f"\nClient CPU per tick, 1 subscriber: {cpu_one:.2f} µs = transport {cpu_raw:.2f} (bare client) "
         f"+ decode {decode_cpu_us:.2f} (decode-only) + the rest {cpu_one - cpu_raw - decode_cpu_us:.2f} "
-        "(feed channel, routing, queue, subscriber)."
+        "(hand-off, routing, queue, subscriber)."
     )
 
     print("\n#### Latency: server send -> subscriber receipt, first tick of each frame\n")
@@ -571,7 +571,7 @@ async def main_async(
     for subscribers, (_, samples, _) in latency.items():
         parts = (
             ("send -> the feed starts decoding (server framing, loopback, wsproto, trio-websocket)", 1),
-            ("decoding starts -> subscriber has the tick (decode 100 packets, channel, routing)", 2),
+            ("decoding starts -> subscriber has the tick (decode 100 packets, routing, queue)", 2),
         )
         for label, which in parts:
             part = sorted(t if which == 1 else total - t for total, t in samples)
