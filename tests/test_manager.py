@@ -159,14 +159,51 @@ async def test_first_tick_readiness(sim: tuple[KiteSimulator, str]) -> None:
         async with open_market_data(broker(url)) as md:
             async with md.subscribe(["NSE:INFY", "NSE:NIFTY 50"]) as sub:
                 await sub.wait_ready()
+                # Ready: a tick of every symbol is already in this subscriber's queue.
                 seen = {e.symbol for e in await sub.receive_batch() if isinstance(e, Tick)}
-                assert seen <= {"NSE:INFY", "NSE:NIFTY 50"}
+                assert seen == {"NSE:INFY", "NSE:NIFTY 50"}
             simulator.go_silent()
             async with md.subscribe(["NSE:TCS"]) as quiet:
                 with trio.move_on_after(1.0) as scope:
                     await quiet.wait_ready()
                 assert scope.cancelled_caught  # no tick: not ready, and the caller's timeout rules
             simulator.go_silent(False)
+
+
+async def test_a_late_joiner_is_ready_only_once_a_tick_reached_it(sim: tuple[KiteSimulator, str]) -> None:
+    """Another subscriber having had ticks of a symbol does not make a newcomer ready."""
+    simulator, url = sim
+    with trio.fail_after(10):
+        async with open_market_data(broker(url)) as md, md.subscribe(["NSE:INFY"]) as first:
+            await first.wait_ready()
+            simulator.go_silent()  # the connection stays up (well within the watchdog), ticks stop
+            async with md.subscribe(["NSE:INFY"]) as second:
+                with trio.move_on_after(0.3) as scope:
+                    await second.wait_ready()
+                assert scope.cancelled_caught
+                simulator.go_silent(False)
+                await second.wait_ready()
+                assert "NSE:INFY" in {e.symbol for e in await second.receive_batch() if isinstance(e, Tick)}
+
+
+async def test_requests_and_connections_go_through_the_broker_rate_limiter(
+    sim: tuple[KiteSimulator, str],
+) -> None:
+    """Every control message and connection attempt takes a token from the broker's bucket: five
+    separate adds (a subscribe and a mode message each) at 20 per second, burst 1, must be paced."""
+    simulator, url = sim
+    symbols = ["NSE:INFY", "NSE:RELIANCE", "NSE:TCS", "NSE:NIFTY 50", "NSE:SBIN"]
+    with trio.fail_after(10):
+        async with open_market_data(broker(url, rate_limit=RateLimit(rate=20, burst=1))) as md:
+            async with md.subscribe([symbols[0]]) as sub:
+                started = trio.current_time()
+                for symbol in symbols[1:]:
+                    await sub.add([symbol])
+                elapsed = trio.current_time() - started
+                # 4 adds x 2 messages, one token per 50 ms: at least 7 waits.
+                assert elapsed >= 7 * 0.05 * 0.9
+                assert md.statistics().brokers[0].rate_limited_seconds >= 7 * 0.05 * 0.9
+                await wait_until(lambda: len(simulator.subscriptions()[0]) == len(symbols))
 
 
 async def test_status_and_gap_events_around_a_forced_disconnect(sim: tuple[KiteSimulator, str]) -> None:
@@ -341,3 +378,29 @@ async def test_a_routing_bug_ends_that_connection_loudly_and_the_manager_goes_on
             async with md.subscribe(["NSE:TCS"]) as again:
                 assert (await next_tick(again)).symbol == "NSE:TCS"
                 assert [c.connection for c in md.statistics().brokers[0].connections] == [0, 1]
+
+
+async def test_the_instrument_master_is_loaded_once_per_manager(sim: tuple[KiteSimulator, str]) -> None:
+    _, url = sim
+    loads = 0
+
+    async def master() -> str:
+        nonlocal loads
+        loads += 1
+        await trio.lowlevel.checkpoint()
+        return kite_instruments_csv()
+
+    kite = KiteBroker(DEMO_API_KEY, DEMO_ACCESS_TOKEN, url=url, instruments=master)
+    with trio.fail_after(10):
+        async with open_market_data(kite) as md:
+            async with trio.open_nursery() as nursery:  # concurrent first subscribes share one load
+                for symbols in (["NSE:INFY"], ["NSE:TCS"], ["NSE:RELIANCE"]):
+                    nursery.start_soon(subscribe_once, md, symbols)
+            async with md.subscribe(["NSE:INFY"]) as sub:
+                await sub.add(["NSE:SBIN"])
+    assert loads == 1
+
+
+async def subscribe_once(md: MarketData, symbols: list[str]) -> None:
+    async with md.subscribe(symbols) as sub:
+        await sub.wait_ready()

@@ -771,6 +771,36 @@ async def test_manager_routes_reconnects_as_gaps(sim: tuple[XtsSimulator, str]) 
                 assert (await anext_tick(sub)).symbol == "NSE:INFY"
 
 
+async def test_manager_snapshots_are_queued_before_subscribe_returns(sim: tuple[XtsSimulator, str]) -> None:
+    """The listQuotes snapshots of the subscribe call are this subscriber's first ticks: they are in its
+    queue by the time `subscribe` has entered, before any live message could arrive."""
+    _, root = sim
+    with trio.fail_after(15):
+        async with (
+            open_market_data(xts_broker(root)) as md,
+            md.subscribe(["NSE:INFY", "NSE:RELIANCE"], mode=Mode.QUOTE) as sub,
+        ):
+            assert sub.statistics().queue.depth == 2  # no await since subscribe returned
+            first = [e for e in await sub.receive_batch() if isinstance(e, Tick)]
+            assert [t.symbol for t in first] == ["NSE:INFY", "NSE:RELIANCE"]
+            await sub.wait_ready()
+
+
+async def test_manager_refuses_past_the_session_cap_at_subscribe_time(sim: tuple[XtsSimulator, str]) -> None:
+    simulator, root = sim
+    with trio.fail_after(15):
+        async with open_market_data(xts_broker(root, max_instruments_per_connection=3)) as md:
+            async with md.subscribe(["NSE:INFY", "NSE:RELIANCE", "NSE:TCS"]) as sub:
+                with pytest.raises(SubscriptionLimitError):
+                    await sub.add(["NFO:NIFTY26DECFUT"])
+                with pytest.raises(SubscriptionLimitError):
+                    async with md.subscribe(["NFO:NIFTY26DECFUT"]):
+                        pytest.fail("past the cap")  # pragma: no cover
+                assert sub.symbols == {"NSE:INFY", "NSE:RELIANCE", "NSE:TCS"}
+                assert len(simulator.subscriptions()) == 3
+                await sub.wait_ready()
+
+
 async def test_manager_with_kite_and_xts(nursery: trio.Nursery) -> None:
     kite_sim = KiteSimulator(tick_interval=0.03, seed=3)
     kite_url: str = await nursery.start(kite_sim.serve)

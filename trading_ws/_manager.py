@@ -531,8 +531,8 @@ class MarketData:
                     upstream = state.by_key[info.key] = _Upstream(info)
                 upstream.hold(sub, new_rank)
                 sub._keys[info.key] = info.symbol
-                if upstream.last_tick_at is None or upstream.rank < 0:
-                    sub._waiting_first.add(info.key)
+                # Ready means a tick of it reached this subscriber, even if others had them before.
+                sub._waiting_first.add(info.key)
                 touched.add(info.key)
             gone: set[tuple[int | None, int]] = set()
             for key in remove_keys:
