@@ -353,7 +353,7 @@ async def test_configuration_errors() -> None:
 
 
 async def test_a_routing_bug_ends_that_connection_loudly_and_the_manager_goes_on(
-    sim: tuple[KiteSimulator, str], monkeypatch: pytest.MonkeyPatch
+    sim: tuple[KiteSimulator, str], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The router runs in the feed's reader task: an exception there ends that connection's
     subscriptions with the error (never a silent stall), and later subscriptions open a new connection."""
@@ -373,11 +373,19 @@ async def test_a_routing_bug_ends_that_connection_loudly_and_the_manager_goes_on
                 with pytest.raises(ZeroDivisionError, match="router"):
                     async for _event in sub:
                         pass
-            assert not md.statistics().brokers[0].connections[0].connected
-            broken = False
-            async with md.subscribe(["NSE:TCS"]) as again:
-                assert (await next_tick(again)).symbol == "NSE:TCS"
-                assert [c.connection for c in md.statistics().brokers[0].connections] == [0, 1]
+                assert not md.statistics().brokers[0].connections[0].connected
+                broken = False
+                # The failed subscription still holds INFY; a newcomer must not join the dead connection.
+                async with md.subscribe(["NSE:INFY"]) as again:
+                    assert (await next_tick(again)).symbol == "NSE:INFY"
+                    assert [c.connection for c in md.statistics().brokers[0].connections] == [0, 1]
+            async with md.subscribe(["NSE:TCS"]) as other:
+                assert (await next_tick(other)).symbol == "NSE:TCS"
+            assert md.statistics().brokers[0].connections[0].instruments == 0
+    # A bug (not a broker failure) is logged with its traceback.
+    failures = [r for r in caplog.records if r.name == "trading_ws.manager" and "failed" in r.getMessage()]
+    assert failures
+    assert failures[0].exc_info is not None
 
 
 async def test_the_instrument_master_is_loaded_once_per_manager(sim: tuple[KiteSimulator, str]) -> None:

@@ -1,12 +1,13 @@
 """`open_market_data`: one subscribe API over every configured broker.
 
 Inside: per broker, an instrument table (symbol -> upstream state with its subscribers and their modes),
-shards (connections, each holding at most the broker's per-connection limit), and a token bucket for
-requests. Each shard runs in its own task: it reads one batch per frame from its feed and routes it,
-synchronously, into the queues of the subscribers that hold each instrument (`SubscriberQueue.put` never
-blocks). Subscription changes for one broker are serialised by a lock and applied upstream as the
-difference of reference counts: one upstream subscription per instrument at the highest mode any
-subscriber wants.
+shards (connections, each holding at most the broker's per-connection limit), and a token bucket for requests.
+Each shard's feed calls the router, synchronously, with one batch per frame (in the feed's reader task, or,
+for an XTS subscribe answer's snapshots, in the task that made the request), and the router puts the events
+into the queues of the subscribers that hold each instrument (`SubscriberQueue.put` never blocks); the shard's
+own task only waits for its feed to end. Subscription changes for one broker are serialised by a lock and
+applied upstream as the difference of reference counts: one upstream subscription per instrument at the
+highest mode any subscriber wants.
 """
 
 from __future__ import annotations
@@ -23,7 +24,13 @@ from typing import Final
 import attrs
 import trio
 
-from ._errors import ConfigurationError, FeedClosedError, SubscriptionError, SubscriptionLimitError
+from ._errors import (
+    ConfigurationError,
+    FeedClosedError,
+    SubscriptionError,
+    SubscriptionLimitError,
+    TradingWsError,
+)
 from ._fanout import Overflow, QueueStatistics, SubscriberQueue
 from ._model import (
     Broker,
@@ -576,10 +583,10 @@ class MarketData:
             if wanted == upstream.rank:
                 continue
             if wanted < 0:
-                assert upstream.shard is not None
-                unsubscribe.setdefault(upstream.shard, []).append(key)
-                upstream.shard.keys.discard(key)
-                upstream.shard = None
+                if upstream.shard is not None:  # None: its connection failed and took it off
+                    unsubscribe.setdefault(upstream.shard, []).append(key)
+                    upstream.shard.keys.discard(key)
+                    upstream.shard = None
                 upstream.rank = -1
                 upstream.last_tick_at = None
                 if not upstream.subscribers:
@@ -602,10 +609,11 @@ class MarketData:
 
     async def _shard_with_room(self, state: _BrokerState) -> _Shard:
         limit = state.config.max_instruments_per_connection
-        for existing in state.shards:
-            if existing.failed is None and len(existing.keys) < limit:
+        live = [s for s in state.shards if s.failed is None]
+        for existing in live:
+            if len(existing.keys) < limit:
                 return existing
-        if len(state.shards) >= state.config.max_connections:  # pragma: no cover (capacity checked)
+        if len(live) >= state.config.max_connections:  # pragma: no cover (capacity checked)
             raise SubscriptionLimitError(f"{state.config.name}: every connection is full")
         index = len(state.shards)
         shard: _Shard = await self._nursery.start(self._run_shard, state, index)
@@ -640,8 +648,12 @@ class MarketData:
         cancelled. Startup errors propagate to the subscribe call that needed the connection.
 
         The feed calls the router itself, in its reader task, for every batch (no task hop per frame);
-        this task only waits for the feed to end. Events that arrive before the feed is handed over
-        (its first `Connected`) are routed as soon as it is.
+        this task only waits for the feed to end. Events that arrive before the feed is handed over (its
+        first `Connected`) are routed as soon as it is, which is before any instrument is placed on
+        the connection, so they reach nobody: subscribers see status events from the first loss on.
+
+        When the connection fails for good, its instruments are taken off it, so that a later
+        subscriber of one of them gets a fresh connection instead of joining the dead one.
         """
         shard: _Shard | None = None
         started = False
@@ -664,16 +676,31 @@ class MarketData:
                 while True:  # a feed that ignores the sink still hands its batches out here
                     self._route(state, shard, await feed.receive_batch())
         except FeedClosedError:
+            if not started:
+                raise
             return
         except Exception as exc:
             if not started or shard is None:
                 raise  # never started: the subscribe call that opened it sees the error
-            # The connection failed for good (credentials refused and not renewable, or attempts
-            # exhausted). Tell every subscription on it; the manager and other connections go on.
-            logger.error("broker %r connection %d failed: %s", state.config.name, index, exc)
+            # The connection failed for good (credentials refused and not renewable, attempts exhausted,
+            # or a bug in routing). Tell every subscription on it; the manager and other connections go on.
+            logger.error(
+                "broker %r connection %d failed: %s",
+                state.config.name,
+                index,
+                exc,
+                exc_info=None if isinstance(exc, TradingWsError) else exc,
+            )
             shard.failed = exc
             for sub in self._subscribers_of(state, shard):
                 sub._queue.close(exc)
+            for key in shard.keys:
+                upstream = state.by_key.get(key)
+                if upstream is not None and upstream.shard is shard:
+                    upstream.shard = None
+                    upstream.rank = -1
+                    upstream.last_tick_at = None
+            shard.keys.clear()
 
     def _subscribers_of(self, state: _BrokerState, shard: _Shard) -> set[Subscription]:
         subs: set[Subscription] = set()

@@ -3,7 +3,7 @@
 A broker configuration (`KiteBroker`, `XtsBroker`) is a value that knows the broker's limits, can load
 its instrument master, and can open one feed connection. A feed connection accepts subscribe and
 unsubscribe requests by instrument key and hands batches of model events (one frame each) to the
-manager's sink, synchronously, in the feed's reader task.
+manager's sink, synchronously, in the feed's reader task (or in the task whose request produced them).
 """
 
 from __future__ import annotations
@@ -99,8 +99,9 @@ class BrokerConfig(Protocol):
     ) -> AbstractAsyncContextManager[BrokerFeed]:
         """Open connection number `connection_id` (entering connects; raises if it cannot).
 
-        With a `sink`, every batch of events (frames, status events, snapshots) is passed to it in the
-        feed's reader task, in order, instead of being queued for `BrokerFeed.receive_batch`. The sink
-        never blocks and must not be awaited.
+        With a `sink`, every batch of events (frames, status events, snapshots) is passed to it, in
+        order, instead of being queued for `BrokerFeed.receive_batch`: from the feed's reader task, or
+        from the task whose request produced the batch (the snapshots a subscribe answer carries). The
+        sink is a plain function that never blocks and never calls back into the feed.
         """
         ...

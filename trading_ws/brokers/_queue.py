@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Callable
 
 import trio
 
 from .._model import Event
+
+logger = logging.getLogger("trading_ws")
 
 #: A synchronous consumer of batches, called in the feed's reader task (see `BatchQueue`).
 Sink = Callable[[list[Event]], None]
@@ -21,10 +24,12 @@ class BatchQueue:
     wait for the consumer). `get` hands out the oldest batch.
 
     With a `sink`, batches are not queued: `put_nowait` and `put` call ``sink(batch)`` at once, in the
-    caller's task (the feed's reader), and `get` only waits for `close`. This spares a busy feed one task
-    hop per frame. The sink must not block (it is a plain function). An `Exception` it raises (a bug in
-    the consumer) ends the queue: later batches are dropped, and `get` raises that exception, so the
-    consumer that awaits `get` learns of it and the feed's reader is not torn down mid-frame.
+    caller's task (the feed's reader; for an XTS subscribe answer's snapshots, the task that called
+    ``subscribe``, which may hold locks), and `get` only waits for `close`. This spares a busy feed one task
+    hop per frame. The sink must not block (it is a plain function) and must not call back into the feed. An
+    `Exception` it raises (a bug in the consumer) ends the queue: later batches are dropped, and `get` raises
+    that exception, so the consumer that awaits `get` learns of it and the feed's reader is not torn down
+    mid-frame.
     """
 
     __slots__ = ("_bound", "_error", "_items", "_readers", "_sink", "_writers", "closed")
@@ -54,6 +59,7 @@ class BatchQueue:
                 try:
                     sink(batch)
                 except Exception as exc:  # the consumer's bug: end the hand-off, `get` raises it
+                    logger.error("a feed's sink raised; its later batches are dropped", exc_info=exc)
                     self._error = exc
                     self.close()
             else:

@@ -1,8 +1,9 @@
 """The reconnecting Kite feed: one WebSocket connection, owned by an ``async with`` block.
 
 How a frame travels: the connection's reader (trio-websocket) -> `KiteFeed._read` decodes the whole frame
-with the sans-IO codec into one list -> one ``send`` per frame into a bounded channel -> the consumer's
-``async for`` hands the list out event by event. One trio checkpoint per frame, not per tick.
+with the sans-IO codec into one list -> one hand-off per frame to a bounded `BatchQueue` (or to a sink)
+-> the consumer's ``async for`` hands the list out event by event. One trio checkpoint per frame, not
+per tick.
 """
 
 from __future__ import annotations
@@ -505,8 +506,9 @@ async def open_kite_feed(
         watchdog_timeout: seconds of silence after which the connection is presumed dead.
         connect_timeout: limit for the TCP connect and WebSocket handshake, each attempt.
         close_timeout: limit for the closing handshake when a connection ends.
-        buffer: how many batches may wait for the consumer; when full, the feed stops reading the socket
-            (backpressure) but its watchdog does not count that time as silence.
+        buffer: how many frames may wait for the consumer; when full, the feed stops reading the socket
+            (backpressure) but its watchdog does not count that time as silence. Status events are
+            queued even when it is full (a few per reconnect).
         max_instruments: instruments allowed on this connection (Kite: 3000).
         allow_insecure: allow plain ``ws://`` to a non-loopback host.
         ssl_context: TLS settings for ``wss://`` (default: the system's, with verification).
@@ -517,11 +519,11 @@ async def open_kite_feed(
         max_message_size: the largest WebSocket message accepted; a larger one closes the connection
             with code 1009 (counted in ``statistics().oversized_messages``) and the feed reconnects.
             A full frame of 3000 full packets is about 560 KB.
-        sink: a plain function to call with every batch, in the feed's own reader task, instead of
-            queueing it for `KiteFeed.receive_batch` (which then only waits for the feed to end and raises
-            how it ended). For a consumer that never blocks, such as the manager's router: it spares one
-            task hop per frame. It must not block. An exception it raises ends the hand-off:
-            later batches are dropped and `receive_batch` raises that exception.
+        sink: a plain function to call with every batch, in order, instead of queueing it for
+            `KiteFeed.receive_batch` (which then only waits for the feed to end and raises how it ended). It
+            is called from the feed's reader task. For a consumer that never blocks, such as the manager's
+            router: it spares one task hop per frame. It must not block. An exception it raises ends the
+            hand-off: later batches are dropped and `receive_batch` raises that exception.
 
     Raises:
         AuthenticationError: the credentials were refused (after one renewal, with a provider).

@@ -970,11 +970,12 @@ async def open_xts_feed(
         rate_limiter: a token bucket every REST request and connection attempt takes a token from.
         logout_on_exit: log out when the block ends.
         api_path: the route prefix (``/apimarketdata``).
-        sink: a plain function to call with every batch, in the feed's own reader task, instead of
-            queueing it for `XtsFeed.receive_batch` (which then only waits for the feed to end and raises
-            how it ended). For a consumer that never blocks, such as the manager's router: it spares one
-            task hop per message. It must not block. An exception it raises ends the hand-off:
-            later batches are dropped and `receive_batch` raises that exception.
+        sink: a plain function to call with every batch, in order, instead of queueing it for
+            `XtsFeed.receive_batch` (which then only waits for the feed to end and raises how it ended). It is
+            called from the feed's reader task, and from the task that calls `XtsFeed.subscribe` for the
+            snapshots of the answer. For a consumer that never blocks, such as the manager's router: it spares
+            one task hop per message. It must not block. An exception it raises ends the hand-off: later
+            batches are dropped and `receive_batch` raises that exception.
 
     Raises:
         AuthenticationError: the credentials were refused (`LoginRefusedError`), or the token was
