@@ -261,8 +261,15 @@ async def test_a_stalled_consumer_never_stalls_the_others(
             md.subscribe(symbols) as healthy,
         ):
             received = 0
+            statuses: list[Event] = []
             while received < 200:  # ~50 frames
-                received += sum(isinstance(e, Tick) for e in await healthy.receive_batch())
+                batch = await healthy.receive_batch()
+                received += sum(isinstance(e, Tick) for e in batch)
+                statuses += [e for e in batch if not isinstance(e, Tick)]
+            # The reader kept pace: no reconnect, and the manager took in at least what the healthy one got.
+            assert statuses == []
+            assert md.statistics().brokers[0].connections[0].reconnects == 0
+            assert md.statistics().ticks_in >= received
             stats = stalled.statistics().queue
             assert stats.received >= 150
             assert stats.depth <= 3
