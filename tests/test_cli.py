@@ -11,7 +11,7 @@ import pytest
 import trio
 from processes import Lines, reap
 
-from trading_ws import FeedClosedError, cli
+from trading_ws import FeedClosedError, KiteBroker, cli
 from trading_ws.brokers.kite import open_kite_feed
 from trading_ws.cli import main
 from trading_ws.sim import DEMO_ACCESS_TOKEN, DEMO_API_KEY
@@ -97,13 +97,22 @@ async def test_sim_kite_prints_its_url_and_serves() -> None:
     process = await trio.lowlevel.open_process([*CLI, "sim", "kite", "--port", "0"], stdout=subprocess.PIPE)
     try:
         assert process.stdout is not None
+        lines = Lines(process.stdout)
         with trio.fail_after(30):
-            line = await Lines(process.stdout).readline()
+            line = await lines.readline()
+            await lines.readline()  # how to connect
+            rest_line = await lines.readline()
         assert line.startswith("Kite simulator listening on ws://127.0.0.1:")
         url = line.split()[-1]
+        rest = rest_line.split()[3].removesuffix("/instruments")
+        assert rest.startswith("http://127.0.0.1:")
         with trio.fail_after(10):
             async with open_kite_feed(DEMO_API_KEY, DEMO_ACCESS_TOKEN, url=url) as feed:
                 assert feed.connected
+            master = await KiteBroker(
+                DEMO_API_KEY, DEMO_ACCESS_TOKEN, url=url, api_url=rest
+            ).load_instruments()
+            assert "NSE:INFY" in master
         process.send_signal(signal.SIGINT)
         with trio.fail_after(10):
             assert await process.wait() == 130

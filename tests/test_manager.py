@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
 import trio
 import trio.testing
@@ -14,6 +16,7 @@ from trading_ws import (
     Backoff,
     ConfigurationError,
     Connected,
+    ConnectError,
     Disconnected,
     Event,
     Gap,
@@ -419,3 +422,60 @@ async def test_the_instrument_master_is_loaded_once_per_manager(sim: tuple[KiteS
 async def subscribe_once(md: MarketData, symbols: list[str]) -> None:
     async with md.subscribe(symbols) as sub:
         await sub.wait_ready()
+
+
+async def test_the_master_downloads_from_the_rest_api(nursery: trio.Nursery) -> None:
+    """With ``instruments=None`` the master comes from ``GET {api_url}/instruments`` (gzip, as Kite sends
+    it), authenticated with the keys; refused keys fail the subscribe with AuthenticationError."""
+    simulator = KiteSimulator(tick_interval=0.02, seed=3)
+    url = await nursery.start(simulator.serve)
+    rest = await nursery.start(simulator.serve_rest)
+    assert rest.startswith("http://127.0.0.1:")
+    with trio.fail_after(10):
+        kite = KiteBroker(DEMO_API_KEY, DEMO_ACCESS_TOKEN, url=url, api_url=rest)
+        async with open_market_data(kite) as md, md.subscribe(["NSE:INFY", "NFO:NIFTY26DECFUT"]) as sub:
+            await sub.wait_ready()
+        bad = KiteBroker(DEMO_API_KEY, "expired", url=url, api_url=rest)
+        async with open_market_data(bad) as md:
+            with pytest.raises(AuthenticationError, match="403"):
+                async with md.subscribe(["NSE:INFY"]):
+                    pytest.fail("must not subscribe")  # pragma: no cover
+        with socket.socket() as closed:  # a port nothing listens on
+            closed.bind(("127.0.0.1", 0))
+            dead = f"http://127.0.0.1:{closed.getsockname()[1]}"
+            async with open_market_data(
+                KiteBroker(DEMO_API_KEY, DEMO_ACCESS_TOKEN, url=url, api_url=dead)
+            ) as md:
+                with pytest.raises(ConnectError, match="cannot download"):
+                    async with md.subscribe(["NSE:INFY"]):
+                        pytest.fail("must not subscribe")  # pragma: no cover
+
+
+async def test_the_simulator_rest_api_answers_like_kite(nursery: trio.Nursery) -> None:
+    simulator = KiteSimulator()
+    rest = await nursery.start(simulator.serve_rest)
+    auth = {"X-Kite-Version": "3", "Authorization": f"token {DEMO_API_KEY}:{DEMO_ACCESS_TOKEN}"}
+    with trio.fail_after(10):
+        async with httpx.AsyncClient() as client:
+            nfo = await client.get(rest + "/instruments/NFO", headers=auth)
+            assert nfo.status_code == 200
+            assert nfo.headers["content-encoding"] == "gzip"
+            rows = nfo.text.splitlines()
+            assert rows[0].startswith("instrument_token,exchange_token,tradingsymbol")
+            assert len(rows) > 1
+            assert all(row.endswith(",NFO") for row in rows[1:])
+            everything = await client.get(rest + "/instruments", headers=auth)
+            assert len(everything.text.splitlines()) == len(simulator.instruments) + 1
+            refused = await client.get(rest + "/instruments", headers={"Authorization": "token a:b"})
+            assert refused.status_code == 403
+            assert refused.json()["error_type"] == "TokenException"
+            assert (await client.get(rest + "/quote", headers=auth)).status_code == 404
+            assert (await client.post(rest + "/instruments", headers=auth)).status_code == 405
+
+
+def test_plain_http_api_url_is_refused_off_loopback() -> None:
+    with pytest.raises(ConfigurationError, match="unencrypted"):
+        KiteBroker(DEMO_API_KEY, DEMO_ACCESS_TOKEN, api_url="http://api.example.com")
+    with pytest.raises(ConfigurationError, match="https"):
+        KiteBroker(DEMO_API_KEY, DEMO_ACCESS_TOKEN, api_url="ftp://api.example.com")
+    KiteBroker(DEMO_API_KEY, DEMO_ACCESS_TOKEN, api_url="http://api.example.com", allow_insecure=True)

@@ -263,12 +263,15 @@ async def run_demo(
 
 
 async def run_kite_sim(host: str, port: int, api_key: str, access_token: str, tick_interval: float) -> None:
-    """Serve the Kite simulator until cancelled, printing its URL once it listens."""
+    """Serve the Kite simulator until cancelled, printing its URLs once it listens: the ticker on `port`,
+    the REST instrument master on a free port of the same host."""
     simulator = KiteSimulator(api_key=api_key, access_token=access_token, tick_interval=tick_interval)
     async with trio.open_nursery() as nursery:
         url = await nursery.start(simulator.serve, host, port)
+        rest = await nursery.start(simulator.serve_rest, host, 0)
         print(f"Kite simulator listening on {url}", flush=True)
         print("  connect with: api_key=<your --api-key> access_token=<your --access-token>", flush=True)
+        print(f"  instrument master: GET {rest}/instruments (KiteBroker(api_url={rest!r}))", flush=True)
 
 
 async def run_xts_sim(host: str, port: int, app_key: str, secret_key: str, tick_interval: float) -> None:

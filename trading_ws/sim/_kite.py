@@ -10,6 +10,7 @@ unchanged.
 
 from __future__ import annotations
 
+import gzip
 import hmac
 import logging
 import math
@@ -23,6 +24,7 @@ from typing import Any, Final
 from urllib.parse import unquote, urlsplit
 
 import attrs
+import h11
 import msgspec
 import trio
 from trio_websocket import (
@@ -37,7 +39,7 @@ from .._errors import ConfigurationError, DecodeError
 from .._model import Mode, Tick
 from .._transport import is_loopback_host
 from ..brokers.kite._codec import decode_control, encode_frame, encode_text
-from ._universe import UNIVERSE, Instrument, Market
+from ._universe import UNIVERSE, Instrument, Market, kite_instruments_csv
 
 __all__ = ["DEMO_ACCESS_TOKEN", "DEMO_API_KEY", "KiteSimulator", "KiteSimulatorStatistics"]
 
@@ -317,6 +319,87 @@ class KiteSimulator:
             self._url = None
             self._serving = False
             self._connections.clear()
+
+    async def serve_rest(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        allow_non_loopback: bool = False,
+        task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Serve the REST instrument master until cancelled, as ``https://api.kite.trade`` does; report
+        the root URL (``http://127.0.0.1:PORT``) when listening. Pass it as ``KiteBroker(api_url=...)``.
+
+        ``GET /instruments`` (and ``GET /instruments/<exchange>``) answer the CSV of the simulated
+        instruments, gzip-encoded as Kite sends it, to a request carrying ``Authorization: token
+        <api_key>:<access_token>`` with this simulator's credentials; wrong or missing credentials get
+        HTTP 403 with Kite's error body, other paths 404, other methods 405. One request per connection.
+
+        Use as ``rest = await nursery.start(sim.serve_rest)``. Blocks until cancelled.
+
+        Raises:
+            ConfigurationError: a non-loopback host without ``allow_non_loopback``.
+            OSError: the address cannot be listened on.
+        """
+        if not allow_non_loopback and not is_loopback_host(host):
+            raise ConfigurationError(
+                f"the simulator listens on loopback addresses only, not {host!r} "
+                "(pass allow_non_loopback=True)"
+            )
+        bind = "127.0.0.1" if host == "localhost" else host
+        listeners = await trio.open_tcp_listeners(port, host=bind)
+        bound = listeners[0].socket.getsockname()[1]
+        url = f"http://{bind}:{bound}"
+        logger.info("Kite simulator REST listening on %s", url)
+        task_status.started(url)
+        await trio.serve_listeners(self._handle_rest, listeners)
+
+    async def _handle_rest(self, stream: trio.SocketStream) -> None:
+        conn = h11.Connection(h11.SERVER)
+        request: h11.Request | None = None
+        try:
+            with trio.move_on_after(10):  # a client that never finishes its request is dropped
+                while True:
+                    event = conn.next_event()
+                    if event is h11.NEED_DATA:
+                        conn.receive_data(await stream.receive_some(65536))
+                    elif isinstance(event, h11.Request):
+                        request = event
+                    elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
+                        break
+            if request is None:
+                return
+            status, headers, body = self._rest_answer(request)
+            headers = [*headers, (b"Content-Length", str(len(body)).encode()), (b"Connection", b"close")]
+            data = conn.send(h11.Response(status_code=status, headers=headers))
+            data = (
+                (data or b"")
+                + (conn.send(h11.Data(data=body)) or b"")
+                + (conn.send(h11.EndOfMessage()) or b"")
+            )
+            await stream.send_all(data)
+        except (h11.RemoteProtocolError, h11.LocalProtocolError, trio.BrokenResourceError) as exc:
+            logger.info("Kite simulator REST: dropped a request (%s)", type(exc).__name__)
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(1):
+                await stream.aclose()
+
+    def _rest_answer(self, request: h11.Request) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        json_type = [(b"Content-Type", b"application/json")]
+        path = urlsplit(request.target.decode("ascii", "replace")).path.rstrip("/")
+        if not (path == "/instruments" or path.startswith("/instruments/")):
+            return 404, json_type, _error_body("Route not found", "GeneralException")
+        if request.method != b"GET":
+            return 405, json_type, _error_body("Method not allowed", "GeneralException")
+        wanted = f"token {self.api_key}:{self.access_token}".encode()
+        given = {name.lower(): value for name, value in request.headers}.get(b"authorization", b"")
+        if not hmac.compare_digest(given, wanted):
+            return 403, json_type, _FORBIDDEN_BODY
+        exchange = path.removeprefix("/instruments").strip("/").upper()
+        rows = [i for i in self.instruments if not exchange or i.exchange == exchange]
+        csv = kite_instruments_csv(rows).encode()
+        return 200, [(b"Content-Type", b"text/csv"), (b"Content-Encoding", b"gzip")], gzip.compress(csv)
 
     async def _handle(self, request: WebSocketRequest) -> None:
         endpoint = request.remote

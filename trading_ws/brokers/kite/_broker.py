@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Final, cast
+from urllib.parse import urlsplit
 
 import attrs
 
@@ -12,10 +13,11 @@ from ..._backoff import Backoff
 from ..._errors import AuthenticationError, ConfigurationError, ConnectError
 from ..._model import Broker, Event, Mode
 from ..._ratelimit import RateLimit, TokenBucket
+from ..._transport import is_loopback_host
 from .._interface import BrokerFeed, InstrumentInfo
 from .._queue import Sink
 from ._feed import KITE_WS_URL, MAX_INSTRUMENTS_PER_CONNECTION, KiteFeed, TokenProvider, open_kite_feed
-from ._instruments import KITE_INSTRUMENTS_URL, parse_instruments_csv
+from ._instruments import KITE_API_URL, parse_instruments_csv
 
 __all__ = ["KiteBroker"]
 
@@ -52,7 +54,10 @@ class KiteBroker:
         access_token: the day's access token (never shown in reprs or logs).
         url: the ticker's root URL.
         instruments: the instrument master: the CSV text itself, an async function returning it, or None
-            to download it from Kite's REST API (``GET /instruments``, authenticated with the keys).
+            to download it from Kite's REST API (``GET {api_url}/instruments``, authenticated with the
+            keys, once per manager).
+        api_url: the REST API's root (``https://api.kite.trade``; a simulator's ``http://127.0.0.1:PORT``
+            from `KiteSimulator.serve_rest`). Plain ``http://`` only to loopback, unless `allow_insecure`.
         token_provider: an async function returning a fresh access token after HTTP 403 (called once per
             refusal, never in a loop).
         backoff, watchdog_timeout: as for `open_kite_feed`.
@@ -66,6 +71,7 @@ class KiteBroker:
     api_key: str
     access_token: str = attrs.field(repr=False)
     url: str = KITE_WS_URL
+    api_url: str = KITE_API_URL
     instruments: str | Callable[[], Awaitable[str]] | None = attrs.field(default=None, repr=False)
     token_provider: TokenProvider | None = attrs.field(default=None, repr=False)
     backoff: Backoff = attrs.field(factory=Backoff)
@@ -79,6 +85,14 @@ class KiteBroker:
     def __attrs_post_init__(self) -> None:
         if not 1 <= self.max_connections <= 64:
             raise ConfigurationError("max_connections must be in 1..64")
+        parts = urlsplit(self.api_url)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise ConfigurationError(f"api_url must be an https:// URL with a host, got {self.api_url!r}")
+        if parts.scheme == "http" and not self.allow_insecure and not is_loopback_host(parts.hostname):
+            raise ConfigurationError(
+                f"refusing plain http:// to {parts.hostname!r}: the access token would travel unencrypted "
+                "(use https://, or pass allow_insecure=True)"
+            )
 
     @property
     def broker(self) -> Broker:
@@ -114,7 +128,7 @@ class KiteBroker:
         }
         try:
             async with httpx.AsyncClient(timeout=30.0) as client:
-                response = await client.get(KITE_INSTRUMENTS_URL, headers=headers)
+                response = await client.get(self.api_url.rstrip("/") + "/instruments", headers=headers)
         except httpx.HTTPError as exc:
             raise ConnectError(f"cannot download the Kite instruments: {type(exc).__name__}") from None
         if response.status_code in (401, 403):

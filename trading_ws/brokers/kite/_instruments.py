@@ -12,9 +12,11 @@ from ..._errors import DecodeError
 from .._interface import InstrumentInfo
 from ._codec import INDICES_SEGMENT
 
-__all__ = ["KITE_INSTRUMENTS_URL", "KiteInstrument", "parse_instruments_csv"]
+__all__ = ["KITE_API_URL", "KITE_INSTRUMENTS_URL", "KiteInstrument", "parse_instruments_csv"]
 
-KITE_INSTRUMENTS_URL = "https://api.kite.trade/instruments"
+KITE_API_URL = "https://api.kite.trade"
+"""The root of Kite Connect's REST API."""
+KITE_INSTRUMENTS_URL = KITE_API_URL + "/instruments"
 
 _COLUMNS = (
     "instrument_token",
