@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from typing import NoReturn
 
 import trio
 
+from .._errors import FeedClosedError
 from .._model import Event
 
 logger = logging.getLogger("trading_ws")
@@ -102,3 +104,67 @@ class BatchQueue:
             self._items.clear()
         self._readers.unpark_all()
         self._writers.unpark_all()
+
+
+class BatchFeed:
+    """What every broker feed shares: its hand-off queue, the batch and event iterators, and how it ends.
+
+    A subclass calls `_init_feed` in its constructor, sets `_failure` (then closes the queue) when it
+    fails for good, and sets `_closed` when its block ends. `_feed_name` names it in errors.
+    """
+
+    _feed_name = "broker"
+
+    def _init_feed(self, buffer: int, sink: Sink | None) -> None:
+        self._queue = BatchQueue(buffer, sink)
+        self._pending: deque[Event] = deque()
+        self._failure: BaseException | None = None
+        self._failure_seen = False
+        self._closed = False
+
+    async def receive_batch(self) -> list[Event]:
+        """Wait for the next batch of events: one socket message's worth, the snapshots of a subscribe
+        answer, or a status event. The cheapest way to consume a busy feed: one checkpoint per batch.
+
+        With a sink (see the feed's opener), nothing is queued: this only waits for the feed to end.
+
+        Raises:
+            AuthenticationError, ConnectError: the feed failed for good (the error that ended it).
+            FeedClosedError: the feed was closed.
+            Exception: what the sink raised, if it did.
+        """
+        if self._pending:
+            batch = list(self._pending)
+            self._pending.clear()
+            await trio.lowlevel.checkpoint()
+            return batch
+        try:
+            return await self._queue.get()
+        except trio.EndOfChannel:
+            self._raise_end()
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self
+
+    async def __anext__(self) -> Event:
+        """The next event. Checkpoints once per batch, not once per event. Raises as `receive_batch`."""
+        pending = self._pending
+        if not pending:
+            try:
+                pending.extend(await self._queue.get())
+            except trio.EndOfChannel:
+                self._raise_end()
+        return pending.popleft()
+
+    def _raise_end(self) -> NoReturn:
+        if self._failure is not None:
+            self._failure_seen = True
+            raise self._failure
+        raise FeedClosedError(f"the {self._feed_name} feed is closed")
+
+    def _check_open(self) -> None:
+        """Raise FeedClosedError if the feed has failed or is closed (before a subscription request)."""
+        if self._failure is not None:
+            raise FeedClosedError(f"the {self._feed_name} feed has failed") from self._failure
+        if self._closed:
+            raise FeedClosedError(f"the {self._feed_name} feed is closed")

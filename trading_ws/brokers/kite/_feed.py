@@ -13,7 +13,6 @@ import math
 import random
 import ssl
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager
 from typing import Final, NoReturn
@@ -29,14 +28,13 @@ from ..._errors import (
     ConfigurationError,
     ConnectError,
     DecodeError,
-    FeedClosedError,
     SubscriptionLimitError,
 )
 from ..._model import Broker, Connected, Disconnected, Event, Mode, Reconnecting, Resubscribed
 from ..._ratelimit import TokenBucket
 from ..._transport import open_service_nursery, open_ws, parse_ws_url, redact_url
 from ..._version import __version__
-from .._queue import BatchQueue, Sink
+from .._queue import BatchFeed, Sink
 from ._codec import decode_frame, encode_control
 
 __all__ = [
@@ -91,7 +89,7 @@ class KiteFeedStatistics:
     """Seconds since the last message of any kind (trio clock), or None before the first."""
 
 
-class KiteFeed:
+class KiteFeed(BatchFeed):
     """One Kite WebSocket connection that reconnects by itself; create it with `open_kite_feed`.
 
     Iterate it (``async for event in feed``) to receive `Tick` objects, text events (`OrderUpdate`,
@@ -99,6 +97,8 @@ class KiteFeed:
     `Resubscribed`) in the order they happened. If the feed fails for good (credentials refused with no
     way to renew them, or `Backoff.max_attempts` exhausted), the iterator raises that error.
     """
+
+    _feed_name = "Kite"
 
     def __init__(
         self,
@@ -150,11 +150,7 @@ class KiteFeed:
         self._modes: dict[int, Mode] = {}
         self._ws: trio_websocket.WebSocketConnection | None = None
         self._send_lock = trio.StrictFIFOLock()
-        self._queue = BatchQueue(buffer, sink)
-        self._pending: deque[Event] = deque()
-        self._failure: BaseException | None = None
-        self._failure_seen = False
-        self._closed = False
+        self._init_feed(buffer, sink)
         self._frames = self._heartbeats = self._ticks = self._decode_errors = 0
         self._connects = self._reconnects = 0
         self._last_frame_at: float | None = None
@@ -243,52 +239,11 @@ class KiteFeed:
             last_frame_age=None if self._last_frame_at is None else now - self._last_frame_at,
         )
 
-    async def receive_batch(self) -> list[Event]:
-        """Wait for the next batch of events (one broker frame's worth, or one status event).
-
-        This is the cheapest way to consume a busy feed: one checkpoint per frame.
-
-        Raises:
-            AuthenticationError, ConnectError: the feed failed for good (the error that ended it).
-            FeedClosedError: the feed was closed.
-        """
-        if self._pending:
-            batch = list(self._pending)
-            self._pending.clear()
-            await trio.lowlevel.checkpoint()
-            return batch
-        try:
-            return await self._queue.get()
-        except trio.EndOfChannel:
-            self._raise_end()
-
-    def __aiter__(self) -> AsyncIterator[Event]:
-        return self
-
-    async def __anext__(self) -> Event:
-        """The next event. Checkpoints once per batch, not once per event."""
-        pending = self._pending
-        if not pending:
-            try:
-                pending.extend(await self._queue.get())
-            except trio.EndOfChannel:
-                self._raise_end()
-        return pending.popleft()
-
     # -----------------------------------------------------------------------------------------------
     # Internals
 
-    def _raise_end(self) -> NoReturn:
-        if self._failure is not None:
-            self._failure_seen = True
-            raise self._failure
-        raise FeedClosedError("the Kite feed is closed")
-
     def _check_tokens(self, tokens: Iterable[int]) -> list[int]:
-        if self._failure is not None:
-            raise FeedClosedError("the Kite feed has failed") from self._failure
-        if self._closed:
-            raise FeedClosedError("the Kite feed is closed")
+        self._check_open()
         out = list(dict.fromkeys(tokens))
         for token in out:
             if type(token) is not int or not 0 <= token <= 0xFFFFFFFF:

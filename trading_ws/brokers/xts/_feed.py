@@ -21,7 +21,6 @@ import math
 import random
 import ssl
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any, Final, NoReturn
@@ -38,7 +37,6 @@ from ..._errors import (
     ConnectError,
     ConnectTimeout,
     DecodeError,
-    FeedClosedError,
     SubscriptionError,
     SubscriptionLimitError,
     TradingWsError,
@@ -58,7 +56,7 @@ from ..._model import (
 from ..._ratelimit import TokenBucket
 from ..._transport import open_service_nursery, open_ws
 from ..._version import __version__
-from .._queue import BatchQueue, Sink
+from .._queue import BatchFeed, Sink
 from ._codec import CODE_TO_MODE, MESSAGE_CODES, MODE_TO_CODE, decode_event, decode_message, event_name
 from ._engineio import (
     EioClose,
@@ -165,7 +163,7 @@ def _text_of(data: Any) -> str:
         return repr(data)[:500]
 
 
-class XtsFeed:
+class XtsFeed(BatchFeed):
     """One XTS market-data session and its Socket.IO connection, which reconnects by itself; create it
     with `open_xts_feed`.
 
@@ -179,6 +177,8 @@ class XtsFeed:
     Instruments are ``(exchange_segment, exchange_instrument_id)`` pairs, e.g. ``(1, 2885)`` for
     RELIANCE on NSECM; ticks carry them as ``(tick.segment, tick.instrument_token)``.
     """
+
+    _feed_name = "XTS"
 
     def __init__(
         self,
@@ -227,17 +227,13 @@ class XtsFeed:
         self._limiter = rate_limiter
         self._wanted: dict[Key, Mode] = {}
         self._lock = trio.StrictFIFOLock()
-        self._queue = BatchQueue(buffer, sink)
-        self._pending: deque[Event] = deque()
+        self._init_feed(buffer, sink)
         self._awaiting: dict[Key, Mode] = {}
         self._held: list[Tick] = []
         self._ws: trio_websocket.WebSocketConnection | None = None
         self._conn_scope: trio.CancelScope | None = None
         self._relogin_requested = False
         self._announced = False
-        self._failure: BaseException | None = None
-        self._failure_seen = False
-        self._closed = False
         self._frames = self._ticks = self._snapshots = self._decode_errors = self._unknown = 0
         self._pings = self._pongs = self._connects = self._reconnects = 0
         self._last_frame_at: float | None = None
@@ -363,51 +359,11 @@ class XtsFeed:
             last_frame_age=None if self._last_frame_at is None else now - self._last_frame_at,
         )
 
-    async def receive_batch(self) -> list[Event]:
-        """Wait for the next batch of events (one socket message's worth, a subscribe answer's snapshots,
-        or status events). The cheapest way to consume a busy feed: one checkpoint per batch.
-
-        Raises:
-            AuthenticationError, ConnectError: the feed failed for good (the error that ended it).
-            FeedClosedError: the feed was closed.
-        """
-        if self._pending:
-            batch = list(self._pending)
-            self._pending.clear()
-            await trio.lowlevel.checkpoint()
-            return batch
-        try:
-            return await self._queue.get()
-        except trio.EndOfChannel:
-            self._raise_end()
-
-    def __aiter__(self) -> AsyncIterator[Event]:
-        return self
-
-    async def __anext__(self) -> Event:
-        """The next event. Checkpoints once per batch, not once per event."""
-        pending = self._pending
-        if not pending:
-            try:
-                pending.extend(await self._queue.get())
-            except trio.EndOfChannel:
-                self._raise_end()
-        return pending.popleft()
-
     # -----------------------------------------------------------------------------------------------
     # Subscriptions
 
-    def _raise_end(self) -> NoReturn:
-        if self._failure is not None:
-            self._failure_seen = True
-            raise self._failure
-        raise FeedClosedError("the XTS feed is closed")
-
     def _check(self, instruments: Iterable[Key]) -> list[Key]:
-        if self._failure is not None:
-            raise FeedClosedError("the XTS feed has failed") from self._failure
-        if self._closed:
-            raise FeedClosedError("the XTS feed is closed")
+        self._check_open()
         return check_keys(instruments)
 
     def _capacity(self) -> int:
