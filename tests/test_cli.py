@@ -11,7 +11,7 @@ import pytest
 import trio
 from processes import Lines, reap
 
-from trading_ws import FeedClosedError, KiteBroker, cli
+from trading_ws import Broker, Depth, DepthLevel, FeedClosedError, KiteBroker, Mode, Tick, cli
 from trading_ws.brokers.kite import open_kite_feed
 from trading_ws.cli import main
 from trading_ws.sim import DEMO_ACCESS_TOKEN, DEMO_API_KEY
@@ -118,3 +118,31 @@ async def test_sim_kite_prints_its_url_and_serves() -> None:
             assert await process.wait() == 130
     finally:
         await reap(process)
+
+
+def test_the_board_shows_no_volume_or_book_for_an_index() -> None:
+    """XTS sends zeros for an index's quantities and touchline book; the demo shows '-' as for Kite."""
+    book = Depth([DepthLevel(0.0, 0, 0)], [DepthLevel(0.0, 0, 0)])
+    index = Tick(Broker.XTS, 26000, Mode.QUOTE, False, 22386.0, 0, 22386.0, 0, 0, 0, depth=book, segment=1)
+    assert cli._columns(cli._Row("NSE:NIFTY 50", index)) == (
+        "NSE:NIFTY 50",
+        "22,386.00",
+        "-",
+        "-",
+        "-",
+        "-",
+        "0.0",
+    )
+    book = Depth([DepthLevel(1561.35, 10, 2)], [DepthLevel(1561.4, 5, 1)])
+    stock = Tick(
+        Broker.XTS, 1594, Mode.QUOTE, True, 1561.35, 1, None, 56774, depth=book, change=0.5, segment=1
+    )
+    assert cli._columns(cli._Row("NSE:INFY", stock)) == (
+        "NSE:INFY",
+        "1,561.35",
+        "+0.50%",
+        "56,774",
+        "1,561.35",
+        "1,561.40",
+        "0.0",
+    )

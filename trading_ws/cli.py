@@ -126,8 +126,10 @@ def _columns(row: _Row) -> tuple[str, str, str, str, str, str, str]:
     if tick.depth is not None:
         bid = tick.depth.bids[0].price if tick.depth.bids else None
         ask = tick.depth.asks[0].price if tick.depth.asks else None
+    if not tick.tradable:  # an index has no volume or book (XTS sends zeros for them)
+        bid = ask = None
     change = "-" if tick.change is None else f"{tick.change:+.2f}%"
-    volume = "-" if tick.volume is None else f"{tick.volume:,}"
+    volume = "-" if tick.volume is None or not tick.tradable else f"{tick.volume:,}"
     return (
         row.symbol,
         _fmt(tick.last_price, digits),
