@@ -19,6 +19,7 @@ from trading_ws import (
     ConnectError,
     Disconnected,
     Event,
+    FeedClosedError,
     Gap,
     KiteBroker,
     Mode,
@@ -367,7 +368,7 @@ async def test_a_routing_bug_ends_that_connection_loudly_and_the_manager_goes_on
 ) -> None:
     """The router runs in the feed's reader task: an exception there ends that connection's
     subscriptions with the error (never a silent stall), and later subscriptions open a new connection."""
-    _, url = sim
+    simulator, url = sim
     route = MarketData._route
     broken = True
 
@@ -383,15 +384,24 @@ async def test_a_routing_bug_ends_that_connection_loudly_and_the_manager_goes_on
                 with pytest.raises(ZeroDivisionError, match="router"):
                     async for _event in sub:
                         pass
-                assert not md.statistics().brokers[0].connections[0].connected
+                await wait_until(lambda: not md.statistics().brokers[0].connections[0].connected)
                 broken = False
-                # The failed subscription still holds INFY; a newcomer must not join the dead connection.
-                async with md.subscribe(["NSE:INFY"]) as again:
-                    assert (await next_tick(again)).symbol == "NSE:INFY"
+                # The failed subscription is still open; a newcomer must not join the dead connection,
+                # nor inherit the dead subscription's mode (QUOTE): it gets LTP, and every tick it is due.
+                async with md.subscribe(["NSE:INFY"], mode=Mode.LTP) as again:
+                    tick = await next_tick(again)
+                    assert (tick.symbol, tick.mode) == ("NSE:INFY", Mode.LTP)
                     assert [c.connection for c in md.statistics().brokers[0].connections] == [0, 1]
+                    await wait_until(lambda: {INFY: Mode.LTP} in simulator.subscriptions())
+                    stats = md.statistics()
+                    assert stats.brokers[0].instruments == 1
+                    assert stats.ticks_out <= stats.ticks_in  # nothing routed to the ended subscription
+                with pytest.raises(FeedClosedError):
+                    await sub.add(["NSE:TCS"])  # an ended subscription changes nothing upstream
             async with md.subscribe(["NSE:TCS"]) as other:
                 assert (await next_tick(other)).symbol == "NSE:TCS"
             assert md.statistics().brokers[0].connections[0].instruments == 0
+            assert md.statistics().brokers[0].instruments == 0  # nothing left behind
     # A bug (not a broker failure) is logged with its traceback.
     failures = [r for r in caplog.records if r.name == "trading_ws.manager" and "failed" in r.getMessage()]
     assert failures
@@ -470,7 +480,40 @@ async def test_the_simulator_rest_api_answers_like_kite(nursery: trio.Nursery) -
             assert refused.status_code == 403
             assert refused.json()["error_type"] == "TokenException"
             assert (await client.get(rest + "/quote", headers=auth)).status_code == 404
+            assert (await client.get(rest + "/instruments/NSE/extra", headers=auth)).status_code == 404
             assert (await client.post(rest + "/instruments", headers=auth)).status_code == 405
+            head = await client.head(rest + "/instruments", headers=auth)
+            assert head.status_code == 200
+            assert head.content == b""
+            assert head.headers["content-length"] == everything.headers["content-length"]
+
+
+async def test_the_download_ignores_proxy_settings_over_plain_http(
+    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over plain http a proxy would see the token in clear: environment proxies are not used."""
+    simulator = KiteSimulator()
+    rest = await nursery.start(simulator.serve_rest)
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # the discard port: nothing answers there
+    monkeypatch.setenv("ALL_PROXY", "http://127.0.0.1:9")
+    with trio.fail_after(10):
+        master = await KiteBroker(DEMO_API_KEY, DEMO_ACCESS_TOKEN, api_url=rest).load_instruments()
+    assert "NSE:INFY" in master
+
+
+def test_api_url_and_keys_are_checked_without_echoing_secrets() -> None:
+    for bad in (
+        "http://user:s3cr3t@127.0.0.1:1",
+        "https://api.example.com/?token=s3cr3t",
+        "https://h/#s3cr3t",
+    ):
+        with pytest.raises(ConfigurationError) as info:
+            KiteBroker(DEMO_API_KEY, DEMO_ACCESS_TOKEN, api_url=bad)
+        assert "s3cr3t" not in str(info.value)
+    with pytest.raises(ConfigurationError, match="access_token must be printable ASCII") as info:
+        KiteBroker(DEMO_API_KEY, "s3cr3t\u00e9")
+    assert "s3cr3t" not in str(info.value)
+    KiteBroker(DEMO_API_KEY, DEMO_ACCESS_TOKEN, api_url="http://[::1]:8080/")
 
 
 def test_plain_http_api_url_is_refused_off_loopback() -> None:
@@ -479,3 +522,15 @@ def test_plain_http_api_url_is_refused_off_loopback() -> None:
     with pytest.raises(ConfigurationError, match="https"):
         KiteBroker(DEMO_API_KEY, DEMO_ACCESS_TOKEN, api_url="ftp://api.example.com")
     KiteBroker(DEMO_API_KEY, DEMO_ACCESS_TOKEN, api_url="http://api.example.com", allow_insecure=True)
+
+
+async def test_the_rest_root_is_a_usable_url_on_ipv6_loopback(nursery: trio.Nursery) -> None:
+    simulator = KiteSimulator()
+    try:
+        rest = await nursery.start(simulator.serve_rest, "::1")
+    except OSError:  # pragma: no cover - a machine without IPv6 loopback
+        pytest.skip("no IPv6 loopback here")
+    assert rest.startswith("http://[::1]:")
+    with trio.fail_after(10):
+        master = await KiteBroker(DEMO_API_KEY, DEMO_ACCESS_TOKEN, api_url=rest).load_instruments()
+    assert "NSE:INFY" in master

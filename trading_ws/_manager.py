@@ -528,6 +528,8 @@ class MarketData:
         if unknown:
             raise UnknownSymbolError(unknown, [state.config.name])
         async with state.lock:
+            if self._closed or sub._queue.closed:  # ended while waiting for the lock
+                raise FeedClosedError("the subscription has ended")
             new_rank = _RANK[mode]
             add_infos = [master[s] for s in add if master[s].key not in sub._keys]
             remove_keys = [master[s].key for s in remove if s in master and master[s].key in sub._keys]
@@ -583,6 +585,10 @@ class MarketData:
         for key in keys:
             upstream = state.by_key[key]
             wanted = upstream.wanted()
+            if wanted < 0 and upstream.rank < 0:  # held by nobody, subscribed nowhere (or taken off)
+                if not upstream.subscribers:
+                    del state.by_key[key]
+                continue
             if wanted == upstream.rank:
                 continue
             if wanted < 0:
@@ -676,33 +682,52 @@ class MarketData:
                     early.clear()
                 task_status.started(shard)
                 started = True
-                while True:  # a feed that ignores the sink still hands its batches out here
-                    self._route(state, shard, await feed.receive_batch())
-        except FeedClosedError:
-            if not started:
-                raise
-            return
+                try:
+                    while True:  # a feed that ignores the sink still hands its batches out here
+                        self._route(state, shard, await feed.receive_batch())
+                except FeedClosedError:
+                    return
+                except Exception as exc:
+                    # Failed for good: handled before the feed's block ends (closing it may take a
+                    # while), so no newcomer is placed on it in the meantime.
+                    await self._fail_shard(state, shard, exc)
         except Exception as exc:
             if not started or shard is None:
                 raise  # never started: the subscribe call that opened it sees the error
-            # The connection failed for good (credentials refused and not renewable, attempts exhausted,
-            # or a bug in routing). Tell every subscription on it; the manager and other connections go on.
-            logger.error(
-                "broker %r connection %d failed: %s",
-                state.config.name,
-                index,
-                exc,
-                exc_info=None if isinstance(exc, TradingWsError) else exc,
-            )
-            shard.failed = exc
-            for sub in self._subscribers_of(state, shard):
-                sub._queue.close(exc)
-            for key in shard.keys:
+            if shard.failed is None:  # an error while the feed's block ended
+                await self._fail_shard(state, shard, exc)
+
+    async def _fail_shard(self, state: _BrokerState, shard: _Shard, exc: Exception) -> None:
+        """Connection `shard` failed for good (credentials refused and not renewable, attempts exhausted,
+        or a bug in routing): end every subscription on it with `exc`, and take its instruments off it,
+        so that a later subscriber gets a fresh connection. The manager and other connections go on."""
+        shard.failed = exc
+        logger.error(
+            "broker %r connection %d failed: %s",
+            state.config.name,
+            shard.index,
+            exc,
+            exc_info=None if isinstance(exc, TradingWsError) else exc,
+        )
+        ended = self._subscribers_of(state, shard)
+        for sub in ended:
+            sub._queue.close(exc)
+        async with state.lock:
+            for key in list(shard.keys):
                 upstream = state.by_key.get(key)
-                if upstream is not None and upstream.shard is shard:
-                    upstream.shard = None
-                    upstream.rank = -1
-                    upstream.last_tick_at = None
+                if upstream is None or upstream.shard is not shard:
+                    continue
+                for sub in ended:  # the ended subscriptions let go of what they held here
+                    if sub in upstream.subscribers:
+                        upstream.release(sub)
+                        sub._keys.pop(key, None)
+                        sub._waiting_first.discard(key)
+                upstream.shard = None
+                upstream.rank = -1
+                upstream.last_tick_at = None
+                upstream.stale = False
+                if not upstream.subscribers:
+                    del state.by_key[key]
             shard.keys.clear()
 
     def _subscribers_of(self, state: _BrokerState, shard: _Shard) -> set[Subscription]:

@@ -297,7 +297,7 @@ class KiteSimulator:
                         partial(
                             serve_websocket,
                             self._handle,
-                            "127.0.0.1" if host == "localhost" else host,
+                            "127.0.0.1" if host.lower() == "localhost" else host,
                             port,
                             None,
                             receive_buffer_size=65536,
@@ -347,10 +347,10 @@ class KiteSimulator:
                 f"the simulator listens on loopback addresses only, not {host!r} "
                 "(pass allow_non_loopback=True)"
             )
-        bind = "127.0.0.1" if host == "localhost" else host
+        bind = "127.0.0.1" if host.lower() == "localhost" else host
         listeners = await trio.open_tcp_listeners(port, host=bind)
         bound = listeners[0].socket.getsockname()[1]
-        url = f"http://{bind}:{bound}"
+        url = f"http://[{bind}]:{bound}" if ":" in bind else f"http://{bind}:{bound}"
         logger.info("Kite simulator REST listening on %s", url)
         task_status.started(url)
         await trio.serve_listeners(self._handle_rest, listeners)
@@ -372,13 +372,16 @@ class KiteSimulator:
                 return
             status, headers, body = self._rest_answer(request)
             headers = [*headers, (b"Content-Length", str(len(body)).encode()), (b"Connection", b"close")]
-            data = conn.send(h11.Response(status_code=status, headers=headers))
-            data = (
-                (data or b"")
-                + (conn.send(h11.Data(data=body)) or b"")
-                + (conn.send(h11.EndOfMessage()) or b"")
-            )
-            await stream.send_all(data)
+            parts: list[h11.Response | h11.Data | h11.EndOfMessage] = [
+                h11.Response(status_code=status, headers=headers),
+                h11.Data(data=body),
+                h11.EndOfMessage(),
+            ]
+            if request.method == b"HEAD":  # the same headers, no body
+                del parts[1]
+            data = b"".join(conn.send(part) or b"" for part in parts)
+            with trio.move_on_after(10):  # a client that never reads is dropped too
+                await stream.send_all(data)
         except (h11.RemoteProtocolError, h11.LocalProtocolError, trio.BrokenResourceError) as exc:
             logger.info("Kite simulator REST: dropped a request (%s)", type(exc).__name__)
         finally:
@@ -390,13 +393,15 @@ class KiteSimulator:
         path = urlsplit(request.target.decode("ascii", "replace")).path.rstrip("/")
         if not (path == "/instruments" or path.startswith("/instruments/")):
             return 404, json_type, _error_body("Route not found", "GeneralException")
-        if request.method != b"GET":
+        if request.method not in (b"GET", b"HEAD"):
             return 405, json_type, _error_body("Method not allowed", "GeneralException")
         wanted = f"token {self.api_key}:{self.access_token}".encode()
         given = {name.lower(): value for name, value in request.headers}.get(b"authorization", b"")
         if not hmac.compare_digest(given, wanted):
             return 403, json_type, _FORBIDDEN_BODY
         exchange = path.removeprefix("/instruments").strip("/").upper()
+        if "/" in exchange:
+            return 404, json_type, _error_body("Route not found", "GeneralException")
         rows = [i for i in self.instruments if not exchange or i.exchange == exchange]
         csv = kite_instruments_csv(rows).encode()
         return 200, [(b"Content-Type", b"text/csv"), (b"Content-Encoding", b"gzip")], gzip.compress(csv)

@@ -85,9 +85,14 @@ class KiteBroker:
     def __attrs_post_init__(self) -> None:
         if not 1 <= self.max_connections <= 64:
             raise ConfigurationError("max_connections must be in 1..64")
+        for label, value in (("api_key", self.api_key), ("access_token", self.access_token)):
+            if not (value.isascii() and value.isprintable()):  # never echo it: it may be a secret
+                raise ConfigurationError(f"{label} must be printable ASCII")
         parts = urlsplit(self.api_url)
         if parts.scheme not in ("https", "http") or not parts.hostname:
-            raise ConfigurationError(f"api_url must be an https:// URL with a host, got {self.api_url!r}")
+            raise ConfigurationError("api_url must be an https:// URL with a host")
+        if parts.username is not None or parts.password is not None or parts.query or parts.fragment:
+            raise ConfigurationError("api_url must be a plain root URL: no user info, query or fragment")
         if parts.scheme == "http" and not self.allow_insecure and not is_loopback_host(parts.hostname):
             raise ConfigurationError(
                 f"refusing plain http:// to {parts.hostname!r}: the access token would travel unencrypted "
@@ -126,10 +131,14 @@ class KiteBroker:
             "X-Kite-Version": "3",
             "Authorization": f"token {self.api_key}:{self.access_token}",
         }
+        url = self.api_url.rstrip("/") + "/instruments"
         try:
-            async with httpx.AsyncClient(timeout=30.0) as client:
-                response = await client.get(self.api_url.rstrip("/") + "/instruments", headers=headers)
-        except httpx.HTTPError as exc:
+            # Proxy settings from the environment only for https: over plain http (loopback, or with
+            # allow_insecure) a proxy would see the token in clear.
+            async with httpx.AsyncClient(timeout=30.0, trust_env=url.startswith("https://")) as client:
+                response = await client.get(url, headers=headers)
+        except (httpx.HTTPError, httpx.InvalidURL, UnicodeError) as exc:
+            # `from None`: the chained error may carry the request's headers, and so the token.
             raise ConnectError(f"cannot download the Kite instruments: {type(exc).__name__}") from None
         if response.status_code in (401, 403):
             raise AuthenticationError(f"Kite refused the credentials (HTTP {response.status_code})")

@@ -344,6 +344,9 @@ class XtsSession:
             transport=self._transport,
             headers={"User-Agent": f"trading-ws/{__version__}"},
             follow_redirects=False,
+            # Proxy settings from the environment only for https: over plain http (loopback, or with
+            # allow_insecure) a proxy would see the keys and the token in clear.
+            trust_env=self.endpoints.rest.startswith("https://"),
         )
         return self
 
