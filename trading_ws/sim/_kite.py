@@ -37,8 +37,8 @@ from trio_websocket import (
 
 from .._errors import ConfigurationError, DecodeError
 from .._model import Mode, Tick
-from .._transport import is_loopback_host
 from ..brokers.kite._codec import decode_control, encode_frame, encode_text
+from ._listen import listen_host
 from ._universe import UNIVERSE, Instrument, Market, kite_instruments_csv
 
 __all__ = ["DEMO_ACCESS_TOKEN", "DEMO_API_KEY", "KiteSimulator", "KiteSimulatorStatistics"]
@@ -281,11 +281,7 @@ class KiteSimulator:
             RuntimeError: the simulator is already serving.
             OSError: the address cannot be listened on.
         """
-        if not allow_non_loopback and not is_loopback_host(host):
-            raise ConfigurationError(
-                f"the simulator listens on loopback addresses only, not {host!r} "
-                "(pass allow_non_loopback=True)"
-            )
+        bind = listen_host(host, allow_non_loopback)
         if self._serving:
             raise RuntimeError("this Kite simulator is already serving")
         self._serving = True
@@ -297,7 +293,7 @@ class KiteSimulator:
                         partial(
                             serve_websocket,
                             self._handle,
-                            "127.0.0.1" if host.lower() == "localhost" else host,
+                            bind,
                             port,
                             None,
                             receive_buffer_size=65536,
@@ -342,12 +338,7 @@ class KiteSimulator:
             ConfigurationError: a non-loopback host without ``allow_non_loopback``.
             OSError: the address cannot be listened on.
         """
-        if not allow_non_loopback and not is_loopback_host(host):
-            raise ConfigurationError(
-                f"the simulator listens on loopback addresses only, not {host!r} "
-                "(pass allow_non_loopback=True)"
-            )
-        bind = "127.0.0.1" if host.lower() == "localhost" else host
+        bind = listen_host(host, allow_non_loopback)
         listeners = await trio.open_tcp_listeners(port, host=bind)
         bound = listeners[0].socket.getsockname()[1]
         url = f"http://[{bind}]:{bound}" if ":" in bind else f"http://{bind}:{bound}"

@@ -122,7 +122,6 @@ from hypercorn.config import Config as HypercornConfig
 
 from .._errors import ConfigurationError, DecodeError
 from .._model import Mode, Tick
-from .._transport import is_loopback_host
 from ..brokers.xts._engineio import (
     EioClose,
     EioPing,
@@ -135,6 +134,7 @@ from ..brokers.xts._engineio import (
     parse_packet,
 )
 from ..brokers.xts._instruments import SEGMENT_IDS, XtsInstrument, render_master
+from ._listen import listen_host
 from ._universe import UNIVERSE, Instrument, Market
 
 __all__ = [
@@ -592,15 +592,10 @@ class XtsSimulator:
             RuntimeError: the simulator is already serving.
             OSError: the address cannot be listened on.
         """
-        if not allow_non_loopback and not is_loopback_host(host):
-            raise ConfigurationError(
-                f"the simulator listens on loopback addresses only, not {host!r} "
-                "(pass allow_non_loopback=True)"
-            )
+        bind_host = listen_host(host, allow_non_loopback)
         if self._serving:
             raise RuntimeError("this XTS simulator is already serving")
         self._serving = True
-        bind_host = "127.0.0.1" if host.lower() == "localhost" else host.strip("[]")
         config = HypercornConfig()
         config.bind = [f"[{bind_host}]:{port}" if ":" in bind_host else f"{bind_host}:{port}"]
         config.accesslog = None
