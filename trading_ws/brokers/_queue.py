@@ -61,7 +61,10 @@ class BatchQueue:
                 try:
                     sink(batch)
                 except Exception as exc:  # the consumer's bug: end the hand-off, `get` raises it
-                    logger.error("a feed's sink raised; its later batches are dropped", exc_info=exc)
+                    # No traceback here: `get` raises the exception itself, traceback and all.
+                    logger.error(
+                        "a feed's sink raised %s: %s; its later batches are dropped", type(exc).__name__, exc
+                    )
                     self._error = exc
                     self.close()
             else:
