@@ -247,7 +247,8 @@ async def test_batch_queue_with_a_sink_hands_over_at_once(autojump_clock: trio.t
     a: list[Event] = [tick(1, 1.0)]
     b: list[Event] = [tick(2, 2.0)]
     queue.put_nowait(a)
-    await queue.put(b)  # never waits: nothing is queued
+    with trio.testing.assert_checkpoints():  # never waits (nothing is queued), but lets consumers run
+        await queue.put(b)
     assert got == [a, b]
     assert len(queue) == 0
     assert not queue.full

@@ -145,8 +145,6 @@ class _Upstream:
     """One (broker, instrument): who wants it, and how it is subscribed upstream."""
 
     info: InstrumentInfo
-    symbol: str = attrs.field(init=False)
-    """``info.symbol``, one attribute load nearer for the router."""
     subscribers: dict[Subscription, int] = attrs.field(factory=dict)
     """Subscriber -> the rank of the mode it wants."""
     rank: int = -1
@@ -158,9 +156,6 @@ class _Upstream:
     stale: bool = False
     counts: list[int] = attrs.field(factory=lambda: [0, 0, 0])
     """How many subscribers want each mode rank: the wanted mode in O(1), not O(subscribers)."""
-
-    def __attrs_post_init__(self) -> None:
-        self.symbol = self.info.symbol
 
     def hold(self, sub: Subscription, rank: int) -> None:
         old = self.subscribers.get(sub)
@@ -590,14 +585,8 @@ class MarketData:
         for key in keys:
             upstream = state.by_key[key]
             wanted = upstream.wanted()
-            if wanted < 0 and upstream.rank < 0:  # held by nobody, subscribed nowhere (or taken off)
-                if not upstream.subscribers:
-                    del state.by_key[key]
-                continue
-            if wanted == upstream.rank:
-                continue
-            if wanted < 0:
-                if upstream.shard is not None:  # None: its connection failed and took it off
+            if wanted < 0:  # wanted by nobody any more (or never subscribed, or its connection failed)
+                if upstream.shard is not None:  # None: never placed, or its connection failed
                     unsubscribe.setdefault(upstream.shard, []).append(key)
                     upstream.shard.keys.discard(key)
                     upstream.shard = None
@@ -605,6 +594,8 @@ class MarketData:
                 upstream.last_tick_at = None
                 if not upstream.subscribers:
                     del state.by_key[key]
+                continue
+            if wanted == upstream.rank:
                 continue
             placements.append((upstream, wanted))
         for shard, gone in unsubscribe.items():
@@ -749,7 +740,6 @@ class MarketData:
         by_segment = state.config.keyed_by_segment
         per_sub: dict[Subscription, list[Event]] = {}
         now = trio.current_time()
-        rank_of = _RANK
         ticks = 0
         out = 0
         for event in batch:
@@ -760,11 +750,11 @@ class MarketData:
                 )
                 if upstream is None or upstream.rank < 0:
                     continue  # in flight when it was unsubscribed
-                event.symbol = upstream.symbol
+                event.symbol = upstream.info.symbol
                 upstream.last_tick_at = now
                 if upstream.stale:
                     upstream.stale = False
-                tick_rank = rank_of[event.mode]
+                tick_rank = _RANK[event.mode]
                 reduced: dict[int, Tick] | None = None
                 for sub, rank in upstream.subscribers.items():
                     delivered: Tick = event

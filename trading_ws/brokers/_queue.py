@@ -14,7 +14,7 @@ from .._model import Event
 
 logger = logging.getLogger("trading_ws")
 
-#: A synchronous consumer of batches, called in the feed's reader task (see `BatchQueue`).
+#: A synchronous consumer of batches, called where they are produced (see `BatchQueue`).
 Sink = Callable[[list[Event]], None]
 
 
@@ -72,10 +72,17 @@ class BatchQueue:
                 self._readers.unpark()
 
     async def put(self, batch: list[Event]) -> None:
-        """Queue `batch`, waiting while the queue is full (until a `get` or `close`)."""
+        """Queue `batch` (or hand it to the sink), waiting while the queue is full (until a `get` or
+        `close`). Always a schedule point: the consumers run before the producer makes its next batch, so
+        one batch's objects are alive at a time and the cyclic GC's young generation stays small (with
+        two, a gen-0 collection cost about 0.3 µs per tick in the end-to-end benchmark)."""
+        parked = False
         while len(self._items) >= self._bound and not self.closed:
             await self._writers.park()
+            parked = True
         self.put_nowait(batch)
+        if not parked:
+            await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def get(self) -> list[Event]:
         """The oldest batch. Always checkpoints.
@@ -101,7 +108,8 @@ class BatchQueue:
 
     def close(self, discard: bool = False) -> None:
         """End the queue: `get` drains what is queued (nothing, with `discard`), then raises
-        `trio.EndOfChannel`; waiting writers wake up and their batches are dropped."""
+        `trio.EndOfChannel` (or the sink's exception); waiting writers wake up and their batches are
+        dropped."""
         self.closed = True
         if discard:
             self._items.clear()

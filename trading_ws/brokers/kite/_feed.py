@@ -397,13 +397,7 @@ class KiteFeed(BatchFeed):
                         events = list(exc.events)
                     if events:
                         self._ticks += len(events)
-                        if queue.full:
-                            await queue.put(events)  # the watchdog is off: a slow consumer is not silence
-                        else:
-                            queue.put_nowait(events)
-                            # Let the consumers run before the next frame is decoded, so that one frame's
-                            # objects are alive at a time (and the cyclic GC's young generation stays small).
-                            await trio.lowlevel.cancel_shielded_checkpoint()
+                        await queue.put(events)  # the watchdog is off: a slow consumer is not silence
                     elif len(message) < 2:
                         self._heartbeats += 1
         except trio_websocket.ConnectionClosed as exc:

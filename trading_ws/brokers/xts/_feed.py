@@ -843,10 +843,7 @@ class XtsFeed(BatchFeed):
                             await queue.put(events)
                             alive_at += trio.current_time() - now
                         else:
-                            queue.put_nowait(events)
-                            # Let the consumers run before the next message is decoded (one message's
-                            # objects alive at a time; the cyclic GC's young generation stays small).
-                            await trio.lowlevel.cancel_shielded_checkpoint()
+                            await queue.put(events)  # a schedule point, no wait
         except trio_websocket.ConnectionClosed as exc:
             if self._closed:
                 # `_close_socket` is closing it: stay inside `open_ws`, whose reader must see the closing
