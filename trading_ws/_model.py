@@ -23,6 +23,8 @@ from typing import Any, TypeAlias
 
 import attrs
 
+from ._errors import ConfigurationError
+
 __all__ = [
     "IST",
     "Broker",
@@ -46,6 +48,7 @@ __all__ = [
     "Stale",
     "StatusEvent",
     "Tick",
+    "coerce_mode",
 ]
 
 #: Indian Standard Time (UTC+05:30, no daylight saving): the zone of every exchange timestamp.
@@ -98,6 +101,27 @@ class Mode(enum.StrEnum):
 
 
 _MODE_RANK = {Mode.LTP: 0, Mode.QUOTE: 1, Mode.FULL: 2}
+
+
+def coerce_mode(value: object) -> Mode:
+    """`value` as a `Mode`: a member, or one of its string values (``"ltp"``, ``"quote"``, ``"full"``).
+
+    Every public entry point that takes a mode calls this before it records or sends anything, so a bad
+    mode is refused up front. Does not block.
+
+    Raises:
+        ConfigurationError: anything else (``"FULL"``, ``"depth"``, ``2``, None...); the message lists the
+            accepted values.
+    """
+    if type(value) is Mode:
+        return value
+    if isinstance(value, str):
+        try:
+            return Mode(value)
+        except ValueError:
+            pass
+    accepted = ", ".join(repr(m.value) for m in Mode)
+    raise ConfigurationError(f"mode must be a Mode or one of {accepted}, got {value!r:.40}")
 
 
 def _rank_of(other: object) -> int | None:
