@@ -11,7 +11,7 @@ import logging
 import math
 import re
 import ssl
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import NoReturn
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -30,6 +30,8 @@ from ._errors import (
 )
 
 __all__ = [
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "MESSAGE_QUEUE_SIZE",
     "RECEIVE_BUFFER_SIZE",
     "RedactSecretsFilter",
     "WsEndpoint",
@@ -44,7 +46,11 @@ logger = logging.getLogger("trading_ws")
 
 # Measured here: the defaults (4 KiB receive buffer, a queue of 1 message) cost about 3x per frame.
 RECEIVE_BUFFER_SIZE = 65536
-MESSAGE_QUEUE_SIZE = 64
+#: Messages trio-websocket may hold for a feed's reader: with `DEFAULT_MAX_MESSAGE_SIZE`, a consumer that
+#: stops reading makes the connection hold at most 16 x 4 MiB of raw frames before the kernel's buffers.
+MESSAGE_QUEUE_SIZE = 16
+#: The largest WebSocket message a feed accepts by default (a Kite frame of 3000 full packets is ~560 KB).
+DEFAULT_MAX_MESSAGE_SIZE = 4 * 1024 * 1024
 
 #: Query parameters whose values are secrets and never printed.
 SECRET_PARAMS = frozenset(
@@ -119,13 +125,7 @@ def parse_ws_url(url: str, *, allow_insecure: bool = False) -> WsEndpoint:
     Raises:
         ConfigurationError: another scheme, no host, a query string, or an insecure non-loopback URL.
     """
-    parts = urlsplit(url)
-    if parts.scheme not in ("ws", "wss"):
-        raise ConfigurationError(f"expected a ws:// or wss:// URL, got {redact_url(url)!r}")
-    if not parts.hostname:
-        raise ConfigurationError(f"URL has no host: {redact_url(url)!r}")
-    if parts.query:
-        raise ConfigurationError("give the root URL without a query; credentials are added by the feed")
+    parts = split_root_url(url, ("ws", "wss"))
     tls = parts.scheme == "wss"
     if not tls and not allow_insecure and not is_loopback_host(parts.hostname):
         raise ConfigurationError(
@@ -136,22 +136,102 @@ def parse_ws_url(url: str, *, allow_insecure: bool = False) -> WsEndpoint:
     return WsEndpoint(parts.hostname, port, parts.path or "/", tls)
 
 
-def _map_error(exc: BaseException, endpoint: WsEndpoint, connect_timeout: float) -> BaseException:
-    """Our exception for a third-party one (or `exc` itself when it is ours, or not an error to map)."""
-    if isinstance(exc, trio.TooSlowError):
-        return ConnectTimeout(f"no WebSocket handshake within {connect_timeout} s")
+def split_root_url(url: object, schemes: tuple[str, ...]) -> _SplitRoot:
+    """Check a root URL given by the user and split it; nothing of it that may be secret is echoed.
+
+    Refused: a non-string, a scheme not in `schemes`, no host, a port out of range, user info
+    (``user:pass@``: credentials never go in a URL, and a password would show in reprs and logs), a query
+    or a fragment (credentials are added by the library), spaces or control characters.
+
+    Raises:
+        ConfigurationError: for any of the above.
+    """
+    if not isinstance(url, str):
+        raise ConfigurationError(f"a URL must be a string, got {type(url).__name__}")
+    if not url.isprintable() or any(c.isspace() for c in url):
+        raise ConfigurationError("a URL must not contain spaces or control characters")
+    parts = urlsplit(url)
+    if "@" in parts.netloc:
+        raise ConfigurationError("a URL must not contain user info (user:password@); pass credentials apart")
+    shown = redact_url(url)
+    if parts.scheme not in schemes:
+        wanted = " or ".join(f"{scheme}://" for scheme in schemes)
+        raise ConfigurationError(f"expected a {wanted} URL, got {shown!r}")
+    if not parts.hostname:
+        raise ConfigurationError(f"URL has no host: {shown!r}")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ConfigurationError(f"URL has an invalid port: {shown!r}") from None
+    if port == 0:
+        raise ConfigurationError(f"URL has an invalid port: {shown!r}")
+    if parts.query or parts.fragment:
+        raise ConfigurationError(
+            "give the root URL without a query or fragment; credentials are added by the library"
+        )
+    return _SplitRoot(parts.scheme, parts.hostname, parts.port, parts.path)
+
+
+@attrs.frozen
+class _SplitRoot:
+    scheme: str
+    hostname: str
+    port: int | None
+    path: str
+
+
+Scrub = Callable[[str], str]
+
+
+def _describe(exc: BaseException, scrub: Scrub | None) -> tuple[str, bool]:
+    """A safe one-line text for a third-party error, and whether the error itself is safe to keep as the
+    cause (its text carries no secret)."""
     if isinstance(exc, trio_websocket.ConnectionRejected):
+        raw = f"HTTP {exc.status_code}"
+        keep = scrub is None or scrub(str(exc)) == str(exc)
+        return raw, keep
+    raw = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    text = scrub(raw) if scrub is not None else raw
+    return text, text == raw
+
+
+def _map_error(
+    exc: BaseException, endpoint: WsEndpoint, connect_timeout: float, scrub: Scrub | None = None
+) -> BaseException:
+    """Our exception for a third-party one, with the original as ``__cause__`` when its text is safe (or
+    `exc` itself when it is ours, or not an `Exception`: cancellation, KeyboardInterrupt...).
+
+    Every `Exception` that is not the library's maps to a `ConnectError` subclass: whatever trio,
+    trio-websocket, wsproto, h11, ssl or the OS raise while a connection is made or read is a failed
+    connection, never an escape from the tree.
+    """
+    if isinstance(exc, TradingWsError) or not isinstance(exc, Exception):
+        return exc
+    mapped: ConnectError
+    if isinstance(exc, trio.TooSlowError):
+        mapped = ConnectTimeout(f"no WebSocket handshake within {connect_timeout:g} s")
+    elif isinstance(exc, trio_websocket.ConnectionRejected):
         status = exc.status_code
         if status in (401, 403):
-            return AuthenticationError(f"broker refused the credentials (HTTP {status})")
-        if status == 429:
-            return RateLimitedError("broker refused the connection: too many (HTTP 429)")
-        return ConnectError(f"broker refused the WebSocket handshake (HTTP {status})")
-    if isinstance(exc, (trio_websocket.HandshakeError, trio_websocket.ConnectionClosed)):
-        return ConnectError(f"WebSocket handshake failed: {type(exc).__name__}")
-    if isinstance(exc, (OSError, trio.BrokenResourceError)):
-        return ConnectError(f"cannot connect to {endpoint.host}:{endpoint.port}: {exc}")
-    return exc
+            mapped = AuthenticationError(f"broker refused the credentials (HTTP {status})")
+        elif status == 429:
+            mapped = RateLimitedError("broker refused the connection: too many (HTTP 429)")
+        else:
+            mapped = ConnectError(f"broker refused the WebSocket handshake (HTTP {status})")
+    else:
+        text, _ = _describe(exc, scrub)
+        if isinstance(exc, (trio_websocket.HandshakeError, trio_websocket.ConnectionClosed)):
+            mapped = ConnectError(f"WebSocket handshake failed: {text}")
+        elif isinstance(exc, (OSError, trio.BrokenResourceError)):
+            mapped = ConnectError(f"cannot connect to {endpoint.host}:{endpoint.port}: {text}")
+        else:
+            # h11/wsproto protocol errors on a malformed answer, and anything else: a failed attempt.
+            mapped = ConnectError(f"connection to {endpoint.host}:{endpoint.port} failed: {text}")
+    if _describe(exc, scrub)[1]:
+        mapped.__cause__ = exc
+    else:
+        mapped.__suppress_context__ = True
+    return mapped
 
 
 @asynccontextmanager
@@ -162,22 +242,28 @@ async def open_ws(
     headers: list[tuple[bytes, bytes]],
     connect_timeout: float,
     close_timeout: float,
-    max_message_size: int = 4 * 1024 * 1024,
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     ssl_context: ssl.SSLContext | None = None,
+    scrub: Scrub | None = None,
 ) -> AsyncIterator[trio_websocket.WebSocketConnection]:
     """Open a tuned WebSocket for the duration of the block; its reader task lives inside.
 
     TLS verification is on for ``wss://`` (the default SSL context) unless a context is passed. On
     exit the closing handshake gets `close_timeout` seconds (shielded), then the socket is closed.
-    Errors of the body pass through unchanged (not wrapped in a group).
+    Errors of the body pass through unchanged (not wrapped in a group). Every other `Exception` (from the
+    connect, the handshake, or trio-websocket's reader task) is mapped to a `ConnectError` subclass, with
+    the original as ``__cause__`` unless its text would show a secret (`scrub` names the secrets: text it
+    changes is never kept).
 
     Raises:
         AuthenticationError: HTTP 401 or 403 at the handshake.
         RateLimitedError: HTTP 429 at the handshake.
         ConnectTimeout: the TCP connect and handshake took longer than `connect_timeout`.
-        ConnectError: anything else that stopped the connection (refused, reset, other HTTP status).
+        ConnectError: anything else that stopped the connection (refused, reset, a malformed answer,
+            another HTTP status, a TLS failure).
     """
     stream: trio.SocketStream | trio.SSLStream[trio.SocketStream] | None = None
+    body_error: BaseException | None = None
     try:
         async with trio.open_nursery() as nursery:
             with trio.fail_after(connect_timeout):
@@ -206,6 +292,9 @@ async def open_ws(
                 )
             try:
                 yield ws
+            except BaseException as exc:
+                body_error = exc
+                raise
             finally:
                 # A polite closing handshake, unless we are being cancelled: then the reader task is
                 # cancelled too, nobody would read the broker's answer, and waiting would only delay
@@ -215,17 +304,19 @@ async def open_ws(
                         await ws.aclose()
                 nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
-        chosen = _choose_from_group(group, endpoint, connect_timeout)
+        chosen = _choose_from_group(group, endpoint, connect_timeout, body_error, scrub)
         if chosen is None:
             raise
         if any(chosen is leaf for leaf in _leaves(group)):
             _reraise_leaf(chosen)
-        raise chosen from chosen.__cause__  # a mapped error: no cause, or the group itself
+        raise chosen from chosen.__cause__
     except BaseException as exc:
-        mapped = _map_error(exc, endpoint, connect_timeout)
+        if exc is body_error:
+            raise
+        mapped = _map_error(exc, endpoint, connect_timeout, scrub)
         if mapped is exc:
             raise
-        raise mapped from None
+        raise mapped from mapped.__cause__
     finally:
         if stream is not None:
             # trio-websocket leaves the stream open when the handshake is refused; we own it.
@@ -233,14 +324,18 @@ async def open_ws(
 
 
 def _choose_from_group(
-    group: BaseExceptionGroup[BaseException], endpoint: WsEndpoint, connect_timeout: float
+    group: BaseExceptionGroup[BaseException],
+    endpoint: WsEndpoint,
+    connect_timeout: float,
+    body_error: BaseException | None = None,
+    scrub: Scrub | None = None,
 ) -> BaseException | None:
     """The one exception a connection's exception group stands for, or None to re-raise the group.
 
     KeyboardInterrupt, SystemExit and friends are never turned into connection errors (None); a group of
-    cancellations alone stays as it is (None). The body's own library error wins, since it says why the
-    connection ended; otherwise a lone third-party error is mapped to ours, and several unrelated ones
-    become one ConnectError (caused by the group).
+    cancellations alone stays as it is (None). The body's own error wins, unchanged, since it says why the
+    connection ended; then any library error; otherwise a lone third-party error is mapped to ours, and
+    several become one ConnectError (caused by the group).
     """
     leaves = list(_leaves(group))
     if any(not isinstance(leaf, (Exception, trio.Cancelled)) for leaf in leaves):
@@ -248,13 +343,17 @@ def _choose_from_group(
     errors = [leaf for leaf in leaves if isinstance(leaf, Exception)]
     if not errors:
         return None
+    for leaf in errors:
+        if leaf is body_error:
+            return leaf
     ours = [leaf for leaf in errors if isinstance(leaf, TradingWsError)]
     if ours:
         return ours[0]
     if len(errors) == 1:
-        return _map_error(errors[0], endpoint, connect_timeout)
-    error = ConnectError(f"connection to {endpoint.host}:{endpoint.port} failed")
-    error.__cause__ = group
+        return _map_error(errors[0], endpoint, connect_timeout, scrub)
+    error = ConnectError(f"connection to {endpoint.host}:{endpoint.port} failed ({len(errors)} errors)")
+    if all(_describe(leaf, scrub)[1] for leaf in errors):
+        error.__cause__ = group
     return error
 
 

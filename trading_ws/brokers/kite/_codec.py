@@ -300,8 +300,16 @@ def decode_frame(data: bytes | bytearray | memoryview | str, received_at: float 
     if offset != size:
         bad.append(f"{size - offset} trailing bytes after {count} packets")
     if bad:
-        raise _frame_error("; ".join(bad), buf, out)
+        # One frame can hold 65,535 bad packets: name the first few, count the rest (a log line, not 2 MB).
+        reason = "; ".join(bad[:_MAX_REASONS])
+        if len(bad) > _MAX_REASONS:
+            reason += f"; and {len(bad) - _MAX_REASONS} more"
+        raise _frame_error(reason, buf, out)
     return out
+
+
+#: How many of a frame's bad packets a DecodeError names.
+_MAX_REASONS = 3
 
 
 def _frame_error(reason: str, raw: bytes, events: list[Event]) -> DecodeError:

@@ -13,7 +13,7 @@ import math
 import random
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Final, NoReturn
 from urllib.parse import urlencode
@@ -26,18 +26,21 @@ from ..._backoff import Backoff
 from ..._errors import (
     AuthenticationError,
     ConfigurationError,
-    ConnectError,
     DecodeError,
     SubscriptionLimitError,
 )
-from ..._model import Broker, Connected, Disconnected, Event, Mode, Reconnecting, Resubscribed
+from ..._model import Broker, Connected, Event, Mode, Resubscribed, coerce_mode
 from ..._ratelimit import TokenBucket
-from ..._transport import open_service_nursery, open_ws, parse_ws_url, redact_url
+from ..._scrub import scrub
+from ..._transport import DEFAULT_MAX_MESSAGE_SIZE, open_service_nursery, open_ws, parse_ws_url, redact_url
+from ..._validate import check_credential, check_int, check_seconds
 from ..._version import __version__
 from .._queue import BatchFeed, Sink
+from .._reconnect import ConnectionLost, ReconnectPolicy, SupervisorState, supervise
 from ._codec import decode_frame, encode_control
 
 __all__ = [
+    "DEFAULT_BUFFER",
     "KITE_WS_URL",
     "MAX_INSTRUMENTS_PER_CONNECTION",
     "KiteFeed",
@@ -48,19 +51,12 @@ __all__ = [
 logger = logging.getLogger("trading_ws.kite")
 
 KITE_WS_URL: Final = "wss://ws.kite.trade"
+#: The default `buffer` of a standalone feed: events waiting for the consumer before the feed stops reading.
+DEFAULT_BUFFER: Final = 20_000
 #: Kite's documented limit of instruments per WebSocket connection.
 MAX_INSTRUMENTS_PER_CONNECTION: Final = 3000
 
 TokenProvider = Callable[[], Awaitable[str]]
-
-
-class _ConnectionLost(ConnectError):
-    """An established connection ended; `got_data` says whether it carried anything (resets backoff)."""
-
-    def __init__(self, reason: str, got_data: bool) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.got_data = got_data
 
 
 @attrs.frozen
@@ -83,6 +79,8 @@ class KiteFeedStatistics:
     """Connections lost after being established."""
     queued_batches: int
     """Batches waiting for the consumer."""
+    queued_ticks: int
+    """Events in those batches (bounded by the feed's `buffer`)."""
     oversized_messages: int
     """Connections closed (code 1009) because a message exceeded ``max_message_size``."""
     last_frame_age: float | None
@@ -118,17 +116,25 @@ class KiteFeed(BatchFeed):
         rng: random.Random | None,
         connection_id: int,
         rate_limiter: TokenBucket | None = None,
-        max_message_size: int = 4 * 1024 * 1024,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         sink: Sink | None = None,
     ) -> None:
-        if not api_key or not access_token:
-            raise ConfigurationError("api_key and access_token must not be empty")
-        if not (watchdog_timeout > 0 and connect_timeout > 0 and close_timeout > 0):
-            raise ConfigurationError("watchdog_timeout, connect_timeout and close_timeout must be > 0")
-        if buffer < 1:
-            raise ConfigurationError("buffer must be at least 1 batch")
-        if not 1 <= max_instruments <= 65535:
-            raise ConfigurationError("max_instruments must be in 1..65535")
+        check_credential("api_key", api_key)
+        check_credential("access_token", access_token)
+        for name, value in (
+            ("watchdog_timeout", watchdog_timeout),
+            ("connect_timeout", connect_timeout),
+            ("close_timeout", close_timeout),
+        ):
+            check_seconds(name, value)
+        check_int("buffer", buffer, 1)
+        check_int("max_instruments", max_instruments, 1, 65535)
+        check_int("max_message_size", max_message_size, 1024)
+        check_int("connection_id", connection_id, 0)
+        if not isinstance(backoff, Backoff):
+            raise ConfigurationError(f"backoff must be a Backoff, got {type(backoff).__name__}")
+        if token_provider is not None and not callable(token_provider):
+            raise ConfigurationError("token_provider must be an async function returning a token")
         self._endpoint = parse_ws_url(url, allow_insecure=allow_insecure)
         self._url = url
         self._api_key = api_key
@@ -143,16 +149,15 @@ class KiteFeed(BatchFeed):
         self._rng = rng if rng is not None else random.Random()
         self._connection_id = connection_id
         self._limiter = rate_limiter
-        if max_message_size < 1024:
-            raise ConfigurationError("max_message_size must be at least 1024 bytes")
         self._max_message_size = max_message_size
         self._oversized = 0
         self._modes: dict[int, Mode] = {}
         self._ws: trio_websocket.WebSocketConnection | None = None
+        self._conn_scope: trio.CancelScope | None = None
         self._send_lock = trio.StrictFIFOLock()
         self._init_feed(buffer, sink)
+        self._state = SupervisorState()
         self._frames = self._heartbeats = self._ticks = self._decode_errors = 0
-        self._connects = self._reconnects = 0
         self._last_frame_at: float | None = None
 
     def __repr__(self) -> str:
@@ -175,50 +180,73 @@ class KiteFeed(BatchFeed):
         """A copy of the subscribed instrument tokens and their modes."""
         return dict(self._modes)
 
-    async def subscribe(self, tokens: Iterable[int], mode: Mode = Mode.QUOTE) -> None:
+    async def subscribe(self, tokens: Iterable[int], mode: Mode | str = Mode.QUOTE) -> None:
         """Subscribe instrument tokens in `mode` (default QUOTE, the broker's own default).
 
-        Tokens already subscribed move to `mode`. While disconnected, the request is recorded and sent on
-        the next connection. Blocks only while another request is being written.
+        `mode` is a `Mode` or its string value (``"ltp"``, ``"quote"``, ``"full"``). Tokens already
+        subscribed move to `mode`. While disconnected, the request is recorded and sent on the next
+        connection. Blocks while another request is being written and while the rate limiter (if any)
+        paces requests.
+
+        Cancellation: all or nothing. A cancellation while waiting for the send lock or the rate limiter
+        leaves nothing recorded and nothing sent. Once the request is being written it is seen through
+        (shielded, at most `watchdog_timeout` seconds; a broker that does not take it in that time is
+        presumed dead and the connection is replaced, which sends the request again), then the
+        cancellation is raised with the request in effect.
 
         Raises:
             SubscriptionLimitError: the feed would hold more than its instrument limit (3000 by default);
                 nothing is subscribed then.
             FeedClosedError: the feed is closed or has failed.
-            ConfigurationError: a token is not an unsigned 32-bit integer.
+            ConfigurationError: a token is not an unsigned 32-bit integer, or `mode` is not a mode;
+                nothing is recorded or sent.
         """
+        mode = coerce_mode(mode)
         wanted = self._check_tokens(tokens)
-        new = [t for t in wanted if t not in self._modes]
-        if len(self._modes) + len(new) > self._max_instruments:
-            raise SubscriptionLimitError(
-                f"subscribing {len(new)} more instruments would exceed {self._max_instruments} per "
-                f"connection ({len(self._modes)} already subscribed)"
-            )
         async with self._send_lock:
-            for token in wanted:
-                self._modes[token] = mode
-            await self._send_requests([("subscribe", wanted, None), ("mode", wanted, mode)])
+            self._check_open()
+            new = [t for t in wanted if t not in self._modes]
+            if len(self._modes) + len(new) > self._max_instruments:
+                raise SubscriptionLimitError(
+                    f"subscribing {len(new)} more instruments would exceed {self._max_instruments} per "
+                    f"connection ({len(self._modes)} already subscribed)"
+                )
+
+            def record() -> None:
+                for token in wanted:
+                    self._modes[token] = mode
+
+            await self._send_requests([("subscribe", wanted, None), ("mode", wanted, mode)], record)
 
     async def unsubscribe(self, tokens: Iterable[int]) -> None:
         """Unsubscribe instrument tokens; tokens that are not subscribed are ignored.
 
+        Cancellation: all or nothing, as for `subscribe`.
+
         Raises:
             FeedClosedError: the feed is closed or has failed.
             ConfigurationError: a token is not an unsigned 32-bit integer.
         """
-        gone = [t for t in self._check_tokens(tokens) if t in self._modes]
+        requested = self._check_tokens(tokens)
         async with self._send_lock:
-            for token in gone:
-                del self._modes[token]
-            if gone:
-                await self._send_requests([("unsubscribe", gone, None)])
+            self._check_open()
+            gone = [t for t in requested if t in self._modes]
+            if not gone:
+                return
 
-    async def set_mode(self, mode: Mode, tokens: Iterable[int]) -> None:
+            def record() -> None:
+                for token in gone:
+                    del self._modes[token]
+
+            await self._send_requests([("unsubscribe", gone, None)], record)
+
+    async def set_mode(self, mode: Mode | str, tokens: Iterable[int]) -> None:
         """Change the mode of instrument tokens (a token not yet subscribed becomes subscribed, as on Kite).
 
+        Cancellation: all or nothing, as for `subscribe`.
+
         Raises:
-            SubscriptionLimitError: new tokens would exceed the instrument limit.
-            FeedClosedError: the feed is closed or has failed.
+            As `subscribe`.
         """
         await self.subscribe(tokens, mode)
 
@@ -232,9 +260,10 @@ class KiteFeed(BatchFeed):
             heartbeats=self._heartbeats,
             ticks=self._ticks,
             decode_errors=self._decode_errors,
-            connects=self._connects,
-            reconnects=self._reconnects,
+            connects=self._state.connects,
+            reconnects=self._state.reconnects,
             queued_batches=len(self._queue),
+            queued_ticks=self._queue.ticks,
             oversized_messages=self._oversized,
             last_frame_age=None if self._last_frame_at is None else now - self._last_frame_at,
         )
@@ -244,25 +273,47 @@ class KiteFeed(BatchFeed):
 
     def _check_tokens(self, tokens: Iterable[int]) -> list[int]:
         self._check_open()
+        if isinstance(tokens, (str, bytes)) or not isinstance(tokens, Iterable):
+            raise ConfigurationError(f"tokens must be an iterable of ints, got {type(tokens).__name__}")
         out = list(dict.fromkeys(tokens))
         for token in out:
             if type(token) is not int or not 0 <= token <= 0xFFFFFFFF:
-                raise ConfigurationError(f"instrument token must be an unsigned 32-bit int, got {token!r}")
+                raise ConfigurationError(
+                    f"instrument token must be an unsigned 32-bit int, got {token!r:.40}"
+                )
         return out
 
-    async def _send_requests(self, requests: list[tuple[str, list[int], Mode | None]]) -> None:
-        # Caller holds the send lock. When disconnected the state is kept and sent at the next connect.
+    async def _send_requests(
+        self, requests: list[tuple[str, list[int], Mode | None]], record: Callable[[], None]
+    ) -> None:
+        """Record a request and send it, all or nothing (the caller holds the send lock).
+
+        The rate limiter is waited for first (a cancellation there leaves nothing done); then `record`
+        runs and the messages are written shielded, within `watchdog_timeout`. While disconnected only
+        `record` runs: the next connection sends everything recorded.
+        """
+        messages = [encode_control(action, tokens, mode) for action, tokens, mode in requests if tokens]
+        if self._ws is not None and self._limiter is not None:
+            for _ in messages:
+                await self._limiter.acquire()
+        record()
         ws = self._ws
-        if ws is None or not requests:
-            return
-        try:
-            for action, tokens, mode in requests:
-                if tokens:
-                    if self._limiter is not None:
-                        await self._limiter.acquire()
-                    await ws.send_message(encode_control(action, tokens, mode))
-        except trio_websocket.ConnectionClosed:
-            logger.debug("connection closed while sending a request; it will be replayed on reconnect")
+        if ws is not None and messages:
+            with trio.CancelScope(shield=True):
+                await self._write(ws, messages)
+
+    async def _write(self, ws: trio_websocket.WebSocketConnection, messages: list[str]) -> None:
+        """Write control messages on `ws`; a broker that does not take them in time loses the connection."""
+        with trio.move_on_after(self._watchdog_timeout) as scope:
+            try:
+                for message in messages:
+                    await ws.send_message(message)
+            except trio_websocket.ConnectionClosed:
+                logger.debug("connection closed while sending a request; it is replayed on reconnect")
+                return
+        if scope.cancelled_caught and self._conn_scope is not None and self._ws is ws:
+            logger.warning("Kite connection %d did not take a request in time", self._connection_id)
+            self._conn_scope.cancel()
 
     def _resource(self) -> str:
         query = urlencode({"api_key": self._api_key, "access_token": self._access_token})
@@ -271,75 +322,58 @@ class KiteFeed(BatchFeed):
     def _emit(self, event: Event) -> None:
         self._queue.put_nowait([event])
 
-    def _finish(self, failure: BaseException | None) -> None:
-        self._failure = failure
-        self._ws = None
-        self._queue.close()
+    # The Connector protocol (see `supervise`)
+
+    @property
+    def closing(self) -> bool:
+        return self._closed
+
+    def can_renew(self, error: AuthenticationError) -> bool:
+        return self._token_provider is not None
+
+    async def renew(self) -> None:
+        provider = self._token_provider
+        assert provider is not None
+        try:
+            token = await provider()
+        except AuthenticationError:
+            raise
+        except Exception as exc:
+            raise AuthenticationError(
+                f"the token provider failed: {type(exc).__name__}: {self.scrub(str(exc))}"
+            ) from exc
+        if not isinstance(token, str) or not token or not token.isprintable() or not token.isascii():
+            raise AuthenticationError("the token provider returned no usable access token")
+        self._access_token = token
+
+    def scrub(self, text: str) -> str:
+        return scrub(text, (self._access_token,))
 
     async def _run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Connect, read, and reconnect until cancelled; reports readiness after the first connection.
-
-        Errors before the first connection propagate (through ``nursery.start``); later fatal errors are
-        recorded and raised to the consumer.
-        """
-        started = False
-        renewed = False
-        delays: Iterator[float] = self._backoff.delays(self._rng)
-        attempt = 0
-
-        def on_connected() -> None:
-            nonlocal started, renewed
-            renewed = False
-            if not started:
-                started = True
-                task_status.started()
-
+        """Connect, read, and reconnect until cancelled (under `supervise`); reports readiness after the
+        first connection. Errors before the first connection propagate (through ``nursery.start``); a later
+        failure for good is recorded and raised to the consumer."""
         try:
-            while True:
-                reset = False
-                try:
-                    await self._connection(on_connected, attempt)
-                except AuthenticationError as exc:
-                    if self._token_provider is not None and not renewed:
-                        renewed = True
-                        logger.warning("Kite refused the access token; asking the provider for a new one")
-                        self._access_token = await self._token_provider()
-                        continue
-                    if not started:
-                        raise
-                    self._emit(self._disconnected(str(exc)))
-                    self._finish(exc)
-                    return
-                except ConnectError as exc:
-                    if not started:
-                        raise
-                    reset = isinstance(exc, _ConnectionLost) and exc.got_data
-                    logger.warning("Kite connection %d: %s", self._connection_id, exc)
-                    self._emit(self._disconnected(str(exc)))
-                if reset:
-                    delays = self._backoff.delays(self._rng)
-                    attempt = 0
-                attempt += 1
-                delay = next(delays, None)
-                if delay is None:
-                    failure = ConnectError(
-                        f"gave up after {attempt - 1} failed reconnect attempts (Backoff.max_attempts)"
-                    )
-                    self._finish(failure)
-                    return
-                self._emit(Reconnecting(Broker.KITE, self._connection_id, attempt, delay, time.time()))
-                await trio.sleep(delay)
+            failure = await supervise(
+                self,
+                ReconnectPolicy(self._backoff, self._rng),
+                broker=Broker.KITE,
+                connection_id=self._connection_id,
+                emit=self._emit,
+                log=logger,
+                state=self._state,
+                task_status=task_status,
+            )
+            self._failure = failure
         finally:
             self._ws = None
             self._queue.close()
 
-    def _disconnected(self, reason: str) -> Disconnected:
-        return Disconnected(Broker.KITE, self._connection_id, reason, time.time())
-
-    async def _connection(self, on_connected: Callable[[], None], attempt: int) -> None:
-        """One connection, from handshake to loss; raises ConnectError (_ConnectionLost once up)."""
+    async def connect_once(self, up: Callable[[], None]) -> NoReturn:
+        """One connection, from handshake to loss (see `Connector.connect_once`)."""
         if self._limiter is not None:
             await self._limiter.acquire()
+        first = self._state.connects == 0
         async with open_ws(
             self._endpoint,
             self._resource(),
@@ -348,34 +382,42 @@ class KiteFeed(BatchFeed):
             close_timeout=self._close_timeout,
             max_message_size=self._max_message_size,
             ssl_context=self._ssl_context,
+            scrub=self.scrub,
         ) as ws:
             try:
-                self._connects += 1
-                logger.info("Kite connection %d up (%s)", self._connection_id, redact_url(self._url))
-                async with self._send_lock:
-                    self._ws = ws
-                    resubscribed = len(self._modes)
-                    by_mode: dict[Mode, list[int]] = {}
-                    for token, mode in self._modes.items():
-                        by_mode.setdefault(mode, []).append(token)
-                    await self._send_requests(
-                        [
-                            request
+                with trio.CancelScope() as self._conn_scope:
+                    logger.info("Kite connection %d up (%s)", self._connection_id, redact_url(self._url))
+                    async with self._send_lock:
+                        self._ws = ws
+                        resubscribed = len(self._modes)
+                        by_mode: dict[Mode, list[int]] = {}
+                        for token, mode in self._modes.items():
+                            by_mode.setdefault(mode, []).append(token)
+                        messages = [
+                            encode_control(action, tokens, action_mode)
                             for mode, tokens in by_mode.items()
-                            for request in (("subscribe", tokens, None), ("mode", tokens, mode))
+                            for action, action_mode in (("subscribe", None), ("mode", mode))
                         ]
-                    )
-                on_connected()
-                now = time.time()
-                self._emit(Connected(Broker.KITE, self._connection_id, now))
-                if attempt and resubscribed:
-                    self._emit(Resubscribed(Broker.KITE, self._connection_id, resubscribed, now))
-                await self._read(ws)
+                        for message in messages:
+                            if self._limiter is not None:
+                                await self._limiter.acquire()
+                            await self._write(ws, [message])
+                    up()
+                    now = time.time()
+                    self._emit(Connected(Broker.KITE, self._connection_id, now))
+                    if not first and resubscribed:
+                        self._emit(Resubscribed(Broker.KITE, self._connection_id, resubscribed, now))
+                    await self._read(ws)
             finally:
                 self._ws = None
+                self._conn_scope = None
+            # Reached only when `_write` gave up on a request the broker did not take.
+            raise ConnectionLost(
+                f"the broker did not take a request within {self._watchdog_timeout} s", got_data=False
+            )
 
     async def _read(self, ws: trio_websocket.WebSocketConnection) -> NoReturn:
-        """Read frames until the connection dies; raises _ConnectionLost."""
+        """Read frames until the connection dies; raises ConnectionLost."""
         got_data = False
         watchdog = trio.CancelScope()
         queue = self._queue
@@ -393,7 +435,8 @@ class KiteFeed(BatchFeed):
                         events = decode_frame(message)
                     except DecodeError as exc:
                         self._decode_errors += 1
-                        logger.warning("skipping a malformed Kite message (%d bytes): %s", len(exc.raw), exc)
+                        text = self.scrub(str(exc))
+                        logger.warning("skipping a malformed Kite message (%d bytes): %s", len(exc.raw), text)
                         events = list(exc.events)
                     if events:
                         self._ticks += len(events)
@@ -401,19 +444,17 @@ class KiteFeed(BatchFeed):
                     elif len(message) < 2:
                         self._heartbeats += 1
         except trio_websocket.ConnectionClosed as exc:
-            self._reconnects += 1
             reason = exc.reason
             if reason is None:
-                raise _ConnectionLost("connection closed", got_data) from None
+                raise ConnectionLost("connection closed", got_data) from None
             if reason.code == 1009:
                 self._oversized += 1
                 logger.warning(
                     "a Kite message exceeded %d bytes; connection closed (1009)", self._max_message_size
                 )
-            detail = f", {reason.reason}" if reason.reason else ""
-            raise _ConnectionLost(f"connection closed (code {reason.code}{detail})", got_data) from None
-        self._reconnects += 1
-        raise _ConnectionLost(f"no data for {timeout} s: connection presumed dead", got_data)
+            detail = f", {self.scrub(reason.reason)}" if reason.reason else ""
+            raise ConnectionLost(f"connection closed (code {reason.code}{detail})", got_data) from None
+        raise ConnectionLost(f"no data for {timeout:g} s: connection presumed dead", got_data)
 
 
 @asynccontextmanager
@@ -427,14 +468,14 @@ async def open_kite_feed(
     watchdog_timeout: float = 5.0,
     connect_timeout: float = 10.0,
     close_timeout: float = 0.5,
-    buffer: int = 256,
+    buffer: int = DEFAULT_BUFFER,
     max_instruments: int = MAX_INSTRUMENTS_PER_CONNECTION,
     allow_insecure: bool = False,
     ssl_context: ssl.SSLContext | None = None,
     rng: random.Random | None = None,
     connection_id: int = 0,
     rate_limiter: TokenBucket | None = None,
-    max_message_size: int = 4 * 1024 * 1024,
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     sink: Sink | None = None,
 ) -> AsyncIterator[KiteFeed]:
     """Open one Kite ticker connection and keep it alive until the block ends.
@@ -455,9 +496,13 @@ async def open_kite_feed(
         watchdog_timeout: seconds of silence after which the connection is presumed dead.
         connect_timeout: limit for the TCP connect and WebSocket handshake, each attempt.
         close_timeout: limit for the closing handshake when a connection ends.
-        buffer: how many frames may wait for the consumer; when full, the feed stops reading the socket
-            (backpressure) but its watchdog does not count that time as silence. Status events are
-            queued even when it is full (a few per reconnect).
+        buffer: how many events (ticks) may wait for the consumer; when that many wait, the feed stops
+            reading the socket (backpressure: the broker's frames wait in the kernel and, at most
+            `MESSAGE_QUEUE_SIZE` of them, in the WebSocket's queue) and its watchdog does not count that
+            time as silence. One frame is never split, so the hard bound is `buffer` ticks plus one frame;
+            status events are queued even when it is full (a few per reconnect). A consumer that does not
+            read therefore holds at most about `buffer` decoded ticks plus
+            ``MESSAGE_QUEUE_SIZE * max_message_size`` bytes.
         max_instruments: instruments allowed on this connection (Kite: 3000).
         allow_insecure: allow plain ``ws://`` to a non-loopback host.
         ssl_context: TLS settings for ``wss://`` (default: the system's, with verification).
@@ -474,11 +519,17 @@ async def open_kite_feed(
             router: it spares one task hop per frame. It must not block. An exception it raises ends the
             hand-off: later batches are dropped and `receive_batch` raises that exception.
 
+    After the first connection, every failure is a failed attempt (backoff, then a new one), whatever
+    raised it — a refused or malformed handshake, a reset, a TLS error, a silent broker — except refused
+    credentials, which end the feed (after one renewal, with a provider). See `supervise`.
+
     Raises:
         AuthenticationError: the credentials were refused (after one renewal, with a provider).
         RateLimitedError: the broker refused the connection with HTTP 429.
-        ConnectTimeout, ConnectError: the first connection could not be made.
-        ConfigurationError: invalid arguments (a non-loopback ``ws://`` URL, empty credentials...).
+        ConnectTimeout, ConnectError: the first connection could not be made (a malformed handshake
+            answer included); the cause is kept as ``__cause__``.
+        ConfigurationError: invalid arguments (a non-loopback ``ws://`` URL, empty credentials, a
+            duration that is not a positive finite number...).
     """
     feed = KiteFeed(
         api_key=api_key,

@@ -1,0 +1,261 @@
+"""The one reconnect loop every broker feed runs under: a sans-IO policy and a supervisor around it.
+
+`ReconnectPolicy` decides, without sockets or clocks, what follows a failed or lost connection: wait and
+retry, renew the credentials once, or give up. `supervise` is the only loop: it runs a feed's
+``connect_once`` (handshake, resubscribe, read until the connection dies) under the policy, reports each
+step as a status event, and turns every error into one of three outcomes:
+
+- before the first connection is up, an error is raised to whoever opened the feed (through
+  ``nursery.start``), mapped into the library's tree;
+- refused credentials are renewed once (when the feed can) and otherwise end the feed for good;
+- anything else, including an error no library was expected to raise, is a failed attempt: the feed backs
+  off and tries again, until `Backoff.max_attempts` runs out.
+
+Each feed keeps only its own handshake and reader (its `Connector`).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import NoReturn, Protocol
+
+import attrs
+import trio
+
+from .._backoff import Backoff
+from .._errors import AuthenticationError, ConnectError, TradingWsError
+from .._model import Broker, Disconnected, Event, Reconnecting
+
+__all__ = [
+    "ConnectionLost",
+    "Connector",
+    "GiveUp",
+    "ReconnectPolicy",
+    "Renew",
+    "Retry",
+    "supervise",
+]
+
+
+class ConnectionLost(ConnectError):
+    """An established connection ended. `got_data` says whether it carried anything: a connection that
+    delivered data was healthy, so the backoff starts over."""
+
+    def __init__(self, reason: str, got_data: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.got_data = got_data
+
+
+@attrs.frozen
+class Retry:
+    """Wait `delay` seconds, then make reconnect attempt number `attempt` (from 1)."""
+
+    attempt: int
+    delay: float
+
+
+@attrs.frozen
+class Renew:
+    """Ask for fresh credentials, then make reconnect attempt number `attempt` at once."""
+
+    attempt: int
+
+
+@attrs.frozen
+class GiveUp:
+    """The feed has failed for good with `error`."""
+
+    error: TradingWsError
+
+
+Decision = Retry | Renew | GiveUp
+
+
+class ReconnectPolicy:
+    """What to do after each failed or lost connection. Sans-IO: no sockets, no clock, no awaits.
+
+    - Refused credentials (`AuthenticationError`) are renewed once when the feed can renew them; renewal is
+      allowed again after a connection has come up. Otherwise they end the feed: never a retry storm.
+    - Before the first connection has come up (`started` is false) any other error ends the feed, so that
+      a wrong URL or an unreachable broker fails the open at once.
+    - After that, every error is a failed attempt: wait the next `Backoff` delay and try again. A lost
+      connection that had delivered data was healthy, so the delays start over. When `Backoff.max_attempts`
+      consecutive attempts have failed, give up.
+    """
+
+    def __init__(self, backoff: Backoff, rng: random.Random | None = None) -> None:
+        self._backoff = backoff
+        self._rng = rng if rng is not None else random.Random()
+        self._delays = backoff.delays(self._rng)
+        self._renewed = False
+        self.started = False
+        """Whether a connection has come up yet."""
+        self.attempt = 0
+        """Reconnect attempts made since the backoff last started over."""
+
+    def connected(self) -> None:
+        """A connection came up (its subscriptions restored): from now on errors are retried, and refused
+        credentials may be renewed once more."""
+        self.started = True
+        self._renewed = False
+
+    def failed(self, error: TradingWsError, *, got_data: bool = False, renewable: bool = False) -> Decision:
+        """The decision after `error` ended a connection attempt (or an established connection).
+
+        Args:
+            error: why the attempt failed, already mapped into the library's tree.
+            got_data: the connection had come up and delivered data (the backoff starts over).
+            renewable: the feed can renew the credentials `error` refused.
+        """
+        if got_data:
+            self._delays = self._backoff.delays(self._rng)
+            self.attempt = 0
+        if isinstance(error, AuthenticationError):
+            if renewable and not self._renewed:
+                self._renewed = True
+                self.attempt += 1
+                return Renew(self.attempt)
+            return GiveUp(error)
+        if not self.started:
+            return GiveUp(error)
+        delay = next(self._delays, None)
+        if delay is None:
+            failure = ConnectError(
+                f"gave up after {self.attempt} failed reconnect attempts (Backoff.max_attempts); "
+                f"last: {error}"
+            )
+            failure.__cause__ = error
+            return GiveUp(failure)
+        self.attempt += 1
+        return Retry(self.attempt, delay)
+
+
+class Connector(Protocol):
+    """What a feed gives the supervisor: one connection attempt, and how to renew its credentials."""
+
+    @property
+    def closing(self) -> bool:
+        """True once the feed's block is ending: a connection error then is expected, not a failure."""
+        ...
+
+    async def connect_once(self, up: Callable[[], None]) -> NoReturn:
+        """Connect, restore subscriptions, call `up` once healthy, then read until the connection dies.
+
+        Raises:
+            ConnectionLost: an established connection ended.
+            AuthenticationError: the credentials were refused.
+            TradingWsError: the attempt failed (any other error is treated as a failed attempt too).
+        """
+        ...
+
+    def can_renew(self, error: AuthenticationError) -> bool:
+        """Whether `renew` can answer this refusal."""
+        ...
+
+    async def renew(self) -> None:
+        """Get fresh credentials for the next attempt.
+
+        Raises:
+            AuthenticationError: they could not be had (a provider that failed).
+        """
+        ...
+
+    def scrub(self, text: str) -> str:
+        """`text` with this feed's secrets and control characters taken out (for logs and events)."""
+        ...
+
+
+@attrs.define
+class SupervisorState:
+    """Counters the supervisor keeps for the feed's statistics."""
+
+    connects: int = 0
+    """Connections that came up."""
+    reconnects: int = 0
+    """Established connections that were lost."""
+
+
+async def supervise(
+    connector: Connector,
+    policy: ReconnectPolicy,
+    *,
+    broker: Broker,
+    connection_id: int,
+    emit: Callable[[Event], None],
+    log: logging.Logger,
+    state: SupervisorState,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> TradingWsError | None:
+    """Run `connector` until cancelled or until the policy gives up; returns the terminal error then.
+
+    Reports readiness through `task_status` once the first connection is up. Until then, every failure is
+    raised (through ``nursery.start``, so the caller of the feed's opener sees it), mapped into the
+    library's tree. Afterwards it emits `Disconnected` after each failed or lost attempt and
+    `Reconnecting` before each new one, and never raises an `Exception`: a failure for good is returned.
+    Returns None when the feed's block is ending (`Connector.closing`).
+    """
+    name = broker.value.capitalize() if broker is Broker.KITE else broker.value.upper()
+    is_up = False
+
+    def up() -> None:
+        nonlocal is_up
+        is_up = True
+        state.connects += 1
+        started = policy.started
+        policy.connected()
+        if not started:
+            task_status.started()
+
+    while True:
+        is_up = False
+        try:
+            await connector.connect_once(up)
+        except ConnectionLost as exc:
+            error: TradingWsError = exc
+            got_data = exc.got_data
+        except TradingWsError as exc:
+            error = exc
+            got_data = False
+        except Exception as exc:
+            # An error no boundary mapped: a third-party library's or our own bug. Never let it end a
+            # running feed for good (that is the broker's or the network's fault to forgive), but say so
+            # loudly, with the traceback.
+            text = connector.scrub(f"{type(exc).__name__}: {exc}")
+            log.error("%s connection %d: unexpected error: %s", name, connection_id, text, exc_info=True)
+            error = ConnectError(f"unexpected error: {text}")
+            error.__cause__ = exc
+            got_data = False
+        if connector.closing:
+            return None
+        if is_up:
+            state.reconnects += 1
+        renewable = isinstance(error, AuthenticationError) and connector.can_renew(error)
+        decision = policy.failed(error, got_data=got_data, renewable=renewable)
+        reason = connector.scrub(str(error))
+        if isinstance(decision, GiveUp) and not policy.started:
+            raise decision.error
+        if policy.started:
+            emit(Disconnected(broker, connection_id, reason, time.time()))
+        if isinstance(decision, GiveUp):
+            log.error("%s connection %d failed for good: %s", name, connection_id, reason)
+            return decision.error
+        if isinstance(decision, Renew):
+            log.warning("%s connection %d: %s; renewing the credentials", name, connection_id, reason)
+            try:
+                await connector.renew()
+            except AuthenticationError as exc:
+                if not policy.started:
+                    raise
+                text = connector.scrub(str(exc))
+                log.error("%s connection %d failed for good: %s", name, connection_id, text)
+                return exc
+            if policy.started:
+                emit(Reconnecting(broker, connection_id, decision.attempt, 0.0, time.time()))
+            continue
+        log.warning("%s connection %d: %s", name, connection_id, reason)
+        emit(Reconnecting(broker, connection_id, decision.attempt, decision.delay, time.time()))
+        await trio.sleep(decision.delay)
