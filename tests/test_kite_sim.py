@@ -12,6 +12,7 @@ import attrs
 import pytest
 import trio
 import trio_websocket
+from hypothesis import given, settings, strategies as st
 from trio_websocket import ConnectionClosed, ConnectionRejected, WebSocketConnection
 
 from trading_ws import BrokerError, BrokerMessage, ConfigurationError, DecodeError, Mode, OrderUpdate, Tick
@@ -348,6 +349,30 @@ async def test_serve_refuses_non_loopback_hosts() -> None:
         assert issubclass(ConfigurationError, ValueError)
         with pytest.raises(RuntimeError):
             _ = KiteSimulator().url
+
+
+BAD_PORTS = st.one_of(
+    st.integers(max_value=-1),
+    st.integers(min_value=65536),
+    st.booleans(),
+    st.floats(allow_nan=True),
+    st.text(max_size=5),
+    st.none(),
+)
+
+
+@settings(max_examples=30, deadline=None)
+@given(BAD_PORTS)
+async def test_every_port_outside_0_to_65535_is_refused_before_listening(port: object) -> None:
+    # 99999 used to listen on 34463 (99999 - 65536): the socket layer wraps some ports and refuses others.
+    sim = KiteSimulator()
+    with trio.fail_after(5):
+        with pytest.raises(ConfigurationError, match="port"):
+            await sim.serve("127.0.0.1", port)  # type: ignore[arg-type]
+        with pytest.raises(ConfigurationError, match="port"):
+            await sim.serve_rest("127.0.0.1", port)  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match="not serving"):
+        _ = sim.url
 
 
 async def test_serve_reports_its_url(nursery: trio.Nursery) -> None:

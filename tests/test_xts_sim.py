@@ -20,6 +20,7 @@ import httpx
 import pytest
 import trio
 import trio_websocket
+from hypothesis import given, settings, strategies as st
 
 from trading_ws import ConfigurationError, DecodeError, Mode, Tick
 from trading_ws.brokers.xts._engineio import EioPong, OpenPacket, SioEvent, Unknown, parse_packet
@@ -175,6 +176,26 @@ async def test_serve_reports_root_url_and_refuses_non_loopback(nursery: trio.Nur
             await XtsSimulator().serve("0.0.0.0")
         with pytest.raises(RuntimeError, match="not serving"):
             _ = XtsSimulator().url
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.one_of(
+        st.integers(max_value=-1),
+        st.integers(min_value=65536),
+        st.booleans(),
+        st.floats(allow_nan=True),
+        st.text(max_size=5),
+        st.none(),
+    )
+)
+async def test_every_port_outside_0_to_65535_is_refused_before_listening(port: object) -> None:
+    # 99999 used to escape as an OverflowError from the socket layer, inside two exception groups.
+    sim = XtsSimulator()
+    with trio.fail_after(5), pytest.raises(ConfigurationError, match="port"):
+        await sim.serve("127.0.0.1", port)  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match="not serving"):
+        _ = sim.url
 
 
 def test_secrets_stay_out_of_repr_and_bad_options_are_refused() -> None:

@@ -38,7 +38,7 @@ from trio_websocket import (
 from .._errors import ConfigurationError, DecodeError
 from .._model import Mode, Tick
 from ..brokers.kite._codec import decode_control, encode_frame, encode_text
-from ._listen import listen_host
+from ._listen import listen_host, listen_port
 from ._universe import UNIVERSE, Instrument, Market, kite_instruments_csv
 
 __all__ = ["DEMO_ACCESS_TOKEN", "DEMO_API_KEY", "KiteSimulator", "KiteSimulatorStatistics"]
@@ -277,11 +277,13 @@ class KiteSimulator:
                 well-known demo credentials: think twice).
 
         Raises:
-            ConfigurationError: (a ValueError) a non-loopback host without ``allow_non_loopback``.
+            ConfigurationError: (a ValueError) a non-loopback host without ``allow_non_loopback``, or a
+                port outside 0..65535.
             RuntimeError: the simulator is already serving.
             OSError: the address cannot be listened on.
         """
         bind = listen_host(host, allow_non_loopback)
+        listen_port(port)
         if self._serving:
             raise RuntimeError("this Kite simulator is already serving")
         self._serving = True
@@ -335,10 +337,12 @@ class KiteSimulator:
         Use as ``rest = await nursery.start(sim.serve_rest)``. Blocks until cancelled.
 
         Raises:
-            ConfigurationError: a non-loopback host without ``allow_non_loopback``.
+            ConfigurationError: a non-loopback host without ``allow_non_loopback``, or a port outside
+                0..65535.
             OSError: the address cannot be listened on.
         """
         bind = listen_host(host, allow_non_loopback)
+        listen_port(port)
         listeners = await trio.open_tcp_listeners(port, host=bind)
         bound = listeners[0].socket.getsockname()[1]
         url = f"http://[{bind}]:{bound}" if ":" in bind else f"http://{bind}:{bound}"

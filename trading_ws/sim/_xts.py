@@ -134,7 +134,7 @@ from ..brokers.xts._engineio import (
     parse_packet,
 )
 from ..brokers.xts._instruments import SEGMENT_IDS, XtsInstrument, render_master
-from ._listen import listen_host
+from ._listen import listen_host, listen_port
 from ._universe import UNIVERSE, Instrument, Market
 
 __all__ = [
@@ -588,11 +588,13 @@ class XtsSimulator:
                 well-known demo credentials: think twice).
 
         Raises:
-            ConfigurationError: (a ValueError) a non-loopback host without ``allow_non_loopback``.
+            ConfigurationError: (a ValueError) a non-loopback host without ``allow_non_loopback``, or a
+                port outside 0..65535.
             RuntimeError: the simulator is already serving.
             OSError: the address cannot be listened on.
         """
         bind_host = listen_host(host, allow_non_loopback)
+        listen_port(port)
         if self._serving:
             raise RuntimeError("this XTS simulator is already serving")
         self._serving = True
