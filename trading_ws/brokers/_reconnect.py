@@ -238,7 +238,10 @@ async def supervise(
         reason = connector.scrub(str(error))
         if isinstance(decision, GiveUp) and not policy.started:
             raise decision.error
-        if policy.started:
+        # Every failed attempt is reported, except a refusal that is renewed before its connection came
+        # up: the renewed attempt follows at once, and its outcome is what counts.
+        announce = policy.started and (is_up or not isinstance(decision, Renew))
+        if announce:
             emit(Disconnected(broker, connection_id, reason, time.time()))
         if isinstance(decision, GiveUp):
             log.error("%s connection %d failed for good: %s", name, connection_id, reason)
@@ -253,7 +256,7 @@ async def supervise(
                 text = connector.scrub(str(exc))
                 log.error("%s connection %d failed for good: %s", name, connection_id, text)
                 return exc
-            if policy.started:
+            if announce:
                 emit(Reconnecting(broker, connection_id, decision.attempt, 0.0, time.time()))
             continue
         log.warning("%s connection %d: %s", name, connection_id, reason)

@@ -21,7 +21,7 @@ import math
 import random
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any, Final, NoReturn
 from urllib.parse import urlencode
@@ -46,17 +46,19 @@ from ..._model import (
     BrokerError,
     BrokerMessage,
     Connected,
-    Disconnected,
     Event,
     Mode,
-    Reconnecting,
     Resubscribed,
     Tick,
+    coerce_mode,
 )
 from ..._ratelimit import TokenBucket
+from ..._scrub import scrub
 from ..._transport import open_service_nursery, open_ws
+from ..._validate import check_int, check_seconds
 from ..._version import __version__
 from .._queue import BatchFeed, Sink
+from .._reconnect import ConnectionLost, ReconnectPolicy, SupervisorState, supervise
 from ._codec import CODE_TO_MODE, MESSAGE_CODES, MODE_TO_CODE, decode_event, decode_message, event_name
 from ._engineio import (
     EioClose,
@@ -100,14 +102,18 @@ _XTS: Final = Broker.XTS
 _FEED_CODES: Final = frozenset(MODE_TO_CODE.values())
 _MARKET_EVENTS: Final = frozenset(event_name(c, p) for c in MESSAGE_CODES for p in (False, True))
 _DEFAULT_PING_INTERVAL: Final = 25.0
+#: The server chooses pingInterval and pingTimeout; a hostile one could make us ping a thousand times a
+#: second or never notice a dead connection. Its values are clamped to these bounds (seconds).
+PING_INTERVAL_BOUNDS: Final = (1.0, 60.0)
+PING_TIMEOUT_BOUNDS: Final = (1.0, 120.0)
+#: The default `buffer`: events waiting for the consumer before the feed stops reading the socket.
+DEFAULT_BUFFER: Final = 20_000
 
 
-class _ConnectionLost(ConnectError):
-    """An established connection ended; `got_data` says whether it carried anything (resets backoff)."""
-
-    def __init__(self, reason: str, got_data: bool) -> None:
-        super().__init__(reason)
-        self.got_data = got_data
+def _clamp(value: float, bounds: tuple[float, float], default: float) -> float:
+    if not math.isfinite(value) or value <= 0:
+        return default
+    return min(max(value, bounds[0]), bounds[1])
 
 
 class _SessionLost(InvalidTokenError):
@@ -150,17 +156,19 @@ class XtsFeedStatistics:
     """What the session may still subscribe (instrument, message code pairs)."""
     queued_batches: int
     """Batches waiting for the consumer."""
+    queued_ticks: int
+    """Events in those batches (bounded by the feed's `buffer`)."""
     last_frame_age: float | None
     """Seconds since the last message of any kind (trio clock), or None before the first."""
 
 
 def _text_of(data: Any) -> str:
     if isinstance(data, str):
-        return data[:500]
+        return data[:2000]
     try:
-        return json.dumps(data, separators=(",", ":"), ensure_ascii=False)[:500]
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False)[:2000]
     except (TypeError, ValueError):
-        return repr(data)[:500]
+        return repr(data)[:2000]
 
 
 class XtsFeed(BatchFeed):
@@ -204,14 +212,16 @@ class XtsFeed(BatchFeed):
             raise ConfigurationError(f"broadcast_mode must be 'Full' or 'Partial', got {broadcast_mode!r}")
         if flavour not in XTS_FLAVOURS:
             raise ConfigurationError(f"flavour must be one of {XTS_FLAVOURS}, got {flavour!r}")
-        if not (ping_timeout_slack >= 0 and math.isfinite(ping_timeout_slack)):
-            raise ConfigurationError("ping_timeout_slack must be a finite number of seconds >= 0")
-        if not (connect_timeout > 0 and close_timeout > 0):
-            raise ConfigurationError("connect_timeout and close_timeout must be > 0")
-        if buffer < 1:
-            raise ConfigurationError("buffer must be at least 1 batch")
-        if max_instruments < 1:
-            raise ConfigurationError("max_instruments must be at least 1")
+        check_seconds("ping_timeout_slack", ping_timeout_slack, allow_zero=True)
+        check_seconds("connect_timeout", connect_timeout)
+        check_seconds("close_timeout", close_timeout)
+        check_int("buffer", buffer, 1)
+        check_int("max_instruments", max_instruments, 1)
+        check_int("connection_id", connection_id, 0)
+        if not isinstance(backoff, Backoff):
+            raise ConfigurationError(f"backoff must be a Backoff, got {type(backoff).__name__}")
+        if credentials_provider is not None and not callable(credentials_provider):
+            raise ConfigurationError("credentials_provider must be an async function")
         self._session = session
         self._broadcast_mode = mode
         self._flavour = flavour
@@ -232,10 +242,9 @@ class XtsFeed(BatchFeed):
         self._held: list[Tick] = []
         self._ws: trio_websocket.WebSocketConnection | None = None
         self._conn_scope: trio.CancelScope | None = None
-        self._relogin_requested = False
-        self._announced = False
+        self._state = SupervisorState()
         self._frames = self._ticks = self._snapshots = self._decode_errors = self._unknown = 0
-        self._pings = self._pongs = self._connects = self._reconnects = 0
+        self._pings = self._pongs = 0
         self._last_frame_at: float | None = None
 
     def __repr__(self) -> str:
@@ -280,7 +289,13 @@ class XtsFeed(BatchFeed):
         unsubscribed; the other way round when the session's cap leaves no room for both). The snapshots
         of the answer are delivered in the feed's stream before any live tick of those instruments.
         While logged out (a login is pending) the request is recorded and applied after the login.
-        Blocks for the REST requests (one at a time per feed).
+        `mode` is a `Mode` or its string value (``"ltp"``, ``"quote"``, ``"full"``). Blocks for the REST
+        requests (one at a time per feed).
+
+        Cancellation: all or nothing. A cancellation while waiting for another request leaves nothing
+        recorded or sent. Once its REST requests have started they are seen through (shielded; each is
+        bounded by the session's request timeout), so that what the feed records is what the server holds;
+        the call then returns normally and the cancellation is delivered at the caller's next checkpoint.
 
         Raises:
             SubscriptionLimitError: more instruments than the session allows (50, or what the server's
@@ -292,8 +307,8 @@ class XtsFeed(BatchFeed):
             FeedClosedError: the feed is closed or has failed.
             ConfigurationError: an instrument is not a pair of positive ints, or an unknown mode.
         """
+        wanted_mode = coerce_mode(mode)
         keys = self._check(instruments)
-        wanted_mode = Mode(mode)
         async with self._lock:
             self._check(())
             new = [k for k in keys if k not in self._wanted]
@@ -306,7 +321,8 @@ class XtsFeed(BatchFeed):
             previous = {k: self._wanted.get(k) for k in keys}
             for key in keys:
                 self._wanted[key] = wanted_mode
-            await self._apply(previous)
+            with trio.CancelScope(shield=True):
+                await self._apply(previous)
 
     async def unsubscribe(self, instruments: Iterable[Key]) -> None:
         """Unsubscribe instruments; instruments that are not subscribed are ignored.
@@ -314,6 +330,8 @@ class XtsFeed(BatchFeed):
         The instruments are forgotten at once. If the server refuses the request or cannot be reached,
         that is logged (not raised) and the unsubscribe is sent again with the next subscription change
         or connection; their ticks may flow until then. Blocks for the REST request.
+
+        Cancellation: all or nothing, as for `subscribe`.
 
         Raises:
             FeedClosedError: the feed is closed or has failed.
@@ -326,10 +344,13 @@ class XtsFeed(BatchFeed):
             for key in gone:
                 del self._wanted[key]
             if gone:
-                await self._apply({}, quiet=True)
+                with trio.CancelScope(shield=True):
+                    await self._apply({}, quiet=True)
 
     async def set_mode(self, mode: Mode | str, instruments: Iterable[Key]) -> None:
         """Change the mode of instruments (instruments not yet subscribed become subscribed).
+
+        Cancellation: all or nothing, as for `subscribe`.
 
         Raises:
             As `subscribe`.
@@ -350,12 +371,13 @@ class XtsFeed(BatchFeed):
             unknown_packets=self._unknown,
             pings_sent=self._pings,
             pongs_received=self._pongs,
-            connects=self._connects,
-            reconnects=self._reconnects,
+            connects=self._state.connects,
+            reconnects=self._state.reconnects,
             logins=session.logins,
             rest_requests=session.requests,
             remaining_subscriptions=session.remaining,
             queued_batches=len(self._queue),
+            queued_ticks=self._queue.ticks,
             last_frame_age=None if self._last_frame_at is None else now - self._last_frame_at,
         )
 
@@ -404,7 +426,6 @@ class XtsFeed(BatchFeed):
         self._session.invalidate()
         scope = self._conn_scope
         if scope is not None:
-            self._relogin_requested = True
             scope.cancel()
 
     def _deliver(self, events: list[Event]) -> None:
@@ -503,25 +524,26 @@ class XtsFeed(BatchFeed):
     # -----------------------------------------------------------------------------------------------
     # The connection loop
 
-    async def _close_socket(self, limit: float) -> None:
-        """Close the WebSocket while its reader still runs, so the closing handshake can complete (once
-        the service nursery is cancelled, trio-websocket's reader is too, and a close waits in vain)."""
+    async def _leave(self, deadline: float, logout: bool) -> None:
+        """Close the WebSocket (while its reader still runs, so the closing handshake can complete: once
+        the service nursery is cancelled, trio-websocket's reader is too, and a close waits in vain) and
+        log out, side by side, shielded, both done or abandoned by `deadline`: one bound on the whole
+        exit, however the server behaves."""
         ws = self._ws
-        if ws is not None:
-            with trio.CancelScope(shield=True), trio.move_on_after(limit):
-                await ws.aclose()
+        session = self._session
 
-    def _finish(self, failure: BaseException | None) -> None:
-        self._failure = failure
-        self._ws = None
-        self._queue.close()
+        async def log_out() -> None:
+            try:
+                await session.logout()
+            except TradingWsError as exc:
+                logger.info("XTS logout on exit failed: %s", self.scrub(str(exc)))
 
-    def _emit_lost(self, reason: str) -> None:
-        """A Disconnected event for the connection that was up (counted as a reconnect)."""
-        if self._announced:
-            self._announced = False
-            self._reconnects += 1
-        self._queue.put_nowait([Disconnected(_XTS, self._connection_id, reason, time.time())])
+        with trio.CancelScope(shield=True, deadline=deadline):
+            async with trio.open_nursery() as nursery:
+                if ws is not None:
+                    nursery.start_soon(ws.aclose)
+                if logout and session.token is not None:
+                    nursery.start_soon(log_out)
 
     async def _renew(self) -> None:
         """Take fresh keys from the provider (if any) and make the next connection log in."""
@@ -537,76 +559,45 @@ class XtsFeed(BatchFeed):
                 ) from exc
         self._session.invalidate()
 
+    # The Connector protocol (see `supervise`)
+
+    @property
+    def closing(self) -> bool:
+        return self._closed
+
+    def can_renew(self, error: AuthenticationError) -> bool:
+        # A refused token is answered by a new login (with the same keys, or the provider's); a refused
+        # login only with a provider; the server's logout never (another login took the session).
+        return isinstance(error, InvalidTokenError) or (
+            isinstance(error, LoginRefusedError) and self._provider is not None
+        )
+
+    async def renew(self) -> None:
+        await self._renew()
+
+    def scrub(self, text: str) -> str:
+        session = self._session
+        return scrub(text, (session.token, session._secret_key))
+
+    def _text(self, data: Any) -> str:
+        """A server-provided payload as safe text (secrets out, control characters escaped, capped)."""
+        return self.scrub(_text_of(data))
+
     async def _run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Log in, connect, read, and reconnect until cancelled; reports readiness after the first
-        connection. Errors before the first connection propagate (through ``nursery.start``); later
-        fatal errors are recorded and raised to the consumer."""
-        started = False
-        renewed = False
-        delays: Iterator[float] = self._backoff.delays(self._rng)
-        attempt = 0
-
-        def on_healthy() -> None:
-            nonlocal started, renewed
-            renewed = False
-            if not started:
-                started = True
-                task_status.started()
-
+        """Log in, connect, read, and reconnect until cancelled (under `supervise`); reports readiness
+        after the first connection. Errors before the first connection propagate (through
+        ``nursery.start``); a later failure for good is recorded and raised to the consumer."""
         try:
-            while True:
-                reset = False
-                try:
-                    await self._connection(on_healthy)
-                except AuthenticationError as exc:
-                    renewable = isinstance(exc, InvalidTokenError) or (
-                        isinstance(exc, LoginRefusedError) and self._provider is not None
-                    )
-                    was_up = self._announced
-                    if renewable and not renewed:
-                        renewed = True
-                        if was_up:
-                            self._emit_lost(str(exc))
-                        logger.warning("XTS connection %d: %s; logging in again", self._connection_id, exc)
-                        try:
-                            await self._renew()
-                        except AuthenticationError as renewal_failure:
-                            exc = renewal_failure
-                        else:
-                            if was_up:
-                                delays = self._backoff.delays(self._rng)
-                                attempt = 1
-                                self._queue.put_nowait(
-                                    [Reconnecting(_XTS, self._connection_id, attempt, 0.0, time.time())]
-                                )
-                            continue
-                    if not started:
-                        raise exc
-                    logger.error("XTS connection %d failed for good: %s", self._connection_id, exc)
-                    self._emit_lost(str(exc))
-                    self._finish(exc)
-                    return
-                except ConnectError as exc:
-                    if not started:
-                        raise
-                    if self._closed:
-                        return  # the block is ending: the socket was closed on purpose
-                    reset = isinstance(exc, _ConnectionLost) and exc.got_data
-                    logger.warning("XTS connection %d: %s", self._connection_id, exc)
-                    self._emit_lost(str(exc))
-                if reset:
-                    delays = self._backoff.delays(self._rng)
-                    attempt = 0
-                attempt += 1
-                delay = next(delays, None)
-                if delay is None:
-                    failure = ConnectError(
-                        f"gave up after {attempt - 1} failed reconnect attempts (Backoff.max_attempts)"
-                    )
-                    self._finish(failure)
-                    return
-                self._queue.put_nowait([Reconnecting(_XTS, self._connection_id, attempt, delay, time.time())])
-                await trio.sleep(delay)
+            self._failure = await supervise(
+                self,
+                ReconnectPolicy(self._backoff, self._rng),
+                broker=_XTS,
+                connection_id=self._connection_id,
+                emit=lambda event: self._queue.put_nowait([event]),
+                log=logger,
+                state=self._state,
+                task_status=task_status,
+            )
         finally:
             self._ws = None
             self._queue.close()
@@ -625,19 +616,20 @@ class XtsFeed(BatchFeed):
         )
         return f"{session.endpoints.socket.path}?{query}"
 
-    async def _connection(self, on_healthy: Callable[[], None]) -> None:
-        """One connection: log in if needed, the handshake, the sync, then read until the connection dies.
+    async def connect_once(self, up: Callable[[], None]) -> NoReturn:
+        """One connection: log in if needed, the handshake, the sync, then read until the connection dies
+        (see `Connector.connect_once`).
 
         Raises AuthenticationError (InvalidTokenError for a refused token), or ConnectError
-        (_ConnectionLost once up).
+        (ConnectionLost once up).
         """
         session = self._session
-        self._relogin_requested = False
         if not session.logged_in:
             await session.login()
         if self._limiter is not None:
             await self._limiter.acquire()
         endpoint = session.endpoints.socket
+        first = self._state.connects == 0
         try:
             async with open_ws(
                 endpoint,
@@ -646,9 +638,9 @@ class XtsFeed(BatchFeed):
                 connect_timeout=self._connect_timeout,
                 close_timeout=self._close_timeout,
                 ssl_context=self._ssl_context,
+                scrub=self.scrub,
             ) as ws:
                 opened = await self._handshake(ws)
-                self._connects += 1
                 logger.info(
                     "XTS connection %d up (%s://%s:%d%s, %s)",
                     self._connection_id,
@@ -664,7 +656,6 @@ class XtsFeed(BatchFeed):
                         async with open_service_nursery() as nursery:
                             self._conn_scope = relogin_scope
                             self._ws = ws
-                            self._announced = True
                             nursery.start_soon(self._ping_loop, ws, opened.ping_interval)
                             now = time.time()
                             events: list[Event] = [Connected(_XTS, self._connection_id, now)]
@@ -675,25 +666,24 @@ class XtsFeed(BatchFeed):
                                 except BaseException:
                                     self._deliver(events + out)
                                     raise
-                                if self._wanted:
+                                if self._wanted and not first:
                                     events.append(
                                         Resubscribed(_XTS, self._connection_id, len(self._wanted), now)
                                     )
                                 self._deliver(events + out)
-                            on_healthy()
+                            up()
                             await self._read(ws, opened)
                 finally:
                     self._ws = None
                     self._conn_scope = None
                 # Reached only when `_relogin_soon` cancelled the connection.
-                self._relogin_requested = False
                 raise _SessionLost("XTS refused the session token on a REST request")
-        except (InvalidTokenError, _ConnectionLost, _LoggedOut):
+        except (InvalidTokenError, ConnectionLost, _LoggedOut):
             raise
         except AuthenticationError as exc:
             # HTTP 401/403 at the WebSocket handshake: the token is not (or no longer) good.
             session.invalidate()
-            raise InvalidTokenError(f"XTS refused the socket handshake ({exc})") from None
+            raise InvalidTokenError(f"XTS refused the socket handshake ({exc})") from exc
 
     async def _handshake(self, ws: trio_websocket.WebSocketConnection) -> OpenPacket:
         """Read the Engine.IO open packet and the Socket.IO connect (``40``)."""
@@ -707,19 +697,25 @@ class XtsFeed(BatchFeed):
                     try:
                         packet = parse_packet(message)
                     except DecodeError as exc:
-                        raise ConnectError(f"malformed Engine.IO handshake: {exc}") from None
+                        raise ConnectError(f"malformed Engine.IO handshake: {self.scrub(str(exc))}") from None
                     if isinstance(packet, OpenPacket):
-                        if not (packet.ping_interval > 0 and math.isfinite(packet.ping_interval)):
-                            packet = attrs.evolve(packet, ping_interval=_DEFAULT_PING_INTERVAL)
-                        if not (packet.ping_timeout >= 0 and math.isfinite(packet.ping_timeout)):
-                            packet = attrs.evolve(packet, ping_timeout=_DEFAULT_PING_INTERVAL)
-                        opened = packet
+                        opened = attrs.evolve(
+                            packet,
+                            ping_interval=_clamp(
+                                packet.ping_interval, PING_INTERVAL_BOUNDS, _DEFAULT_PING_INTERVAL
+                            ),
+                            ping_timeout=_clamp(
+                                packet.ping_timeout, PING_TIMEOUT_BOUNDS, _DEFAULT_PING_INTERVAL
+                            ),
+                        )
                     elif opened is None:
                         raise ConnectError("XTS did not open an Engine.IO session (no open packet first)")
                     elif isinstance(packet, SioConnect) and packet.namespace == "/":
                         return opened
                     elif isinstance(packet, SioError):
-                        raise InvalidTokenError(f"XTS refused the Socket.IO connect: {_text_of(packet.data)}")
+                        raise InvalidTokenError(
+                            f"XTS refused the Socket.IO connect: {self._text(packet.data)}"
+                        )
                     elif isinstance(packet, (SioDisconnect, EioClose)):
                         raise ConnectError("XTS closed the Socket.IO session during the handshake")
         except trio.TooSlowError:
@@ -745,22 +741,27 @@ class XtsFeed(BatchFeed):
             events = decode_event(name, data, received_at)
         except DecodeError as exc:
             self._decode_errors += 1
-            logger.warning("skipping a malformed XTS %s event (%d chars): %s", name, len(exc.raw), exc)
+            logger.warning(
+                "skipping a malformed XTS %s event (%d chars): %s",
+                self.scrub(name),
+                len(exc.raw),
+                self.scrub(str(exc)),
+            )
             return list(exc.events)
         if events:
             return events
         if name == "joined":
-            logger.debug("XTS socket joined: %s", _text_of(data))
+            logger.debug("XTS socket joined: %s", self._text(data))
         elif name == "error":
-            return [BrokerError(_XTS, _text_of(data), received_at)]
+            return [BrokerError(_XTS, self._text(data), received_at)]
         elif name == "logout":
-            text = _text_of(data)
+            text = self._text(data)
             self._queue.put_nowait([BrokerMessage(_XTS, text, received_at)])
             raise _LoggedOut(f"XTS ended the session (logout event: {text})")
         else:
             self._unknown += 1
             if name not in _MARKET_EVENTS:
-                logger.debug("ignoring an unknown XTS event %r", name)
+                logger.debug("ignoring an unknown XTS event %s", self.scrub(repr(name)))
         return []
 
     def _hold_back(self, events: list[Event]) -> list[Event]:
@@ -778,11 +779,12 @@ class XtsFeed(BatchFeed):
         return out
 
     async def _read(self, ws: trio_websocket.WebSocketConnection, opened: OpenPacket) -> NoReturn:
-        """Read messages until the connection dies; raises _ConnectionLost (or _LoggedOut).
+        """Read messages until the connection dies; raises ConnectionLost (or _LoggedOut).
 
-        The watchdog is a deadline on the read: a pong (or a server ping) must arrive within
-        pingInterval + pingTimeout + slack of the previous one. Time spent waiting for a slow consumer
-        (a full queue) does not count.
+        The watchdog is a deadline on the read: some message (a pong, a server ping, or data: a connection
+        that delivers data is alive, however late its pong) must arrive within pingInterval + pingTimeout
+        + slack (clamped, see `PING_INTERVAL_BOUNDS`) of the previous one. Time spent waiting for a slow
+        consumer (a full queue) does not count.
         """
         limit = opened.ping_interval + opened.ping_timeout + self._slack
         alive_at = trio.current_time()
@@ -795,6 +797,7 @@ class XtsFeed(BatchFeed):
                     watchdog.deadline = alive_at + limit
                     message = await ws.get_message()
                     now = trio.current_time()
+                    alive_at = now
                     self._last_frame_at = now
                     self._frames += 1
                     got_data = True
@@ -803,7 +806,8 @@ class XtsFeed(BatchFeed):
                         decoded = decode_message(message, received_at)
                     except DecodeError as exc:
                         self._decode_errors += 1
-                        logger.warning("skipping a malformed XTS message (%d chars): %s", len(message), exc)
+                        text = self.scrub(str(exc))
+                        logger.warning("skipping a malformed XTS message (%d chars): %s", len(message), text)
                         decoded = list(exc.events)
                         if not decoded:
                             continue
@@ -815,20 +819,18 @@ class XtsFeed(BatchFeed):
                             continue
                     elif isinstance(decoded, EioPong):
                         self._pongs += 1
-                        alive_at = now
                         continue
                     elif isinstance(decoded, EioPing):  # a server that pings (EIO4 style): answer it
-                        alive_at = now
                         await ws.send_message(EioPong(decoded.data).encode())
                         continue
                     elif isinstance(decoded, SioEvent):
                         events = self._event(decoded, received_at)
                     elif isinstance(decoded, SioError):
-                        events = [BrokerError(_XTS, _text_of(decoded.data), received_at)]
+                        events = [BrokerError(_XTS, self._text(decoded.data), received_at)]
                     elif isinstance(decoded, SioDisconnect) and decoded.namespace == "/":
-                        raise _ConnectionLost("XTS disconnected the Socket.IO session (41)", got_data)
+                        raise ConnectionLost("XTS disconnected the Socket.IO session (41)", got_data)
                     elif isinstance(decoded, EioClose):
-                        raise _ConnectionLost("XTS closed the Engine.IO session (1)", got_data)
+                        raise ConnectionLost("XTS closed the Engine.IO session (1)", got_data)
                     elif isinstance(decoded, (SioConnect, SioDisconnect, EioNoop)):
                         continue
                     else:
@@ -851,11 +853,11 @@ class XtsFeed(BatchFeed):
                 await trio.sleep_forever()
             reason = exc.reason
             if reason is None:
-                raise _ConnectionLost("connection closed", got_data) from None
-            detail = f", {reason.reason}" if reason.reason else ""
-            raise _ConnectionLost(f"connection closed (code {reason.code}{detail})", got_data) from None
-        raise _ConnectionLost(
-            f"no pong for {limit:g} s (pingInterval {opened.ping_interval:g} + pingTimeout "
+                raise ConnectionLost("connection closed", got_data) from None
+            detail = f", {self.scrub(reason.reason)}" if reason.reason else ""
+            raise ConnectionLost(f"connection closed (code {reason.code}{detail})", got_data) from None
+        raise ConnectionLost(
+            f"no pong or data for {limit:g} s (pingInterval {opened.ping_interval:g} + pingTimeout "
             f"{opened.ping_timeout:g} + slack {self._slack:g}): connection presumed dead",
             got_data,
         )
@@ -966,6 +968,7 @@ async def open_xts_feed(
         sink=sink,
     )
     async with session:
+        left = False
         try:
             async with open_service_nursery() as nursery:
                 await nursery.start(feed._run)
@@ -973,17 +976,14 @@ async def open_xts_feed(
                     yield feed
                 finally:
                     feed._closed = True
-                    await feed._close_socket(close_timeout)
+                    left = True
+                    await feed._leave(trio.current_time() + close_timeout, logout_on_exit)
                     nursery.cancel_scope.cancel()
         finally:
             feed._closed = True
             if feed._failure is None:
                 feed._queue.close(discard=True)
-            if logout_on_exit and session.token is not None:
-                with trio.CancelScope(shield=True), trio.move_on_after(close_timeout):
-                    try:
-                        await session.logout()
-                    except TradingWsError as exc:
-                        logger.info("XTS logout on exit failed: %s", exc)
+            if not left:  # the open failed: still log out of a session it may have made
+                await feed._leave(trio.current_time() + close_timeout, logout_on_exit)
     if feed._failure is not None and not feed._failure_seen:
         raise feed._failure
