@@ -1,4 +1,11 @@
-"""Zerodha Kite Connect v3 market data: the binary codec and the reconnecting feed."""
+"""Zerodha Kite Connect v3 market data: the binary codec and the reconnecting feed.
+
+`open_kite_feed` connects to `KITE_WS_URL` (``wss://ws.kite.trade``, the production ticker) unless given
+another ``url``; `KiteBroker` configures Kite for the manager (`trading_ws.open_market_data`). The sans-IO
+layer is public for recording, replaying and testing: `decode_frame` decodes one binary message as the feed
+does, `decode_control` one request a client sends; the ``encode_*`` functions build them (simulators and
+tests use them).
+"""
 
 from ._broker import KiteBroker as KiteBroker
 from ._codec import (

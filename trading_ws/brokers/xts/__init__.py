@@ -1,5 +1,11 @@
 """Symphony XTS market data (JSON product): the Engine.IO v3 / Socket.IO packet layer, the message codec,
-the instrument master parser, the REST session, the reconnecting feed and the manager's `XtsBroker`."""
+the instrument master parser, the REST session, the reconnecting feed and the manager's `XtsBroker`.
+
+Most applications need only `XtsBroker` (with `trading_ws.open_market_data`) or `open_xts_feed`. The
+sans-IO layers are public for recording, replaying and testing: `decode_message` decodes one WebSocket
+message of a session exactly as the feed does (a list of events, or the `Packet` it is otherwise);
+`parse_packet` and `decode_event` are its two halves.
+"""
 
 from ._broker import DEFAULT_MASTER_SEGMENTS as DEFAULT_MASTER_SEGMENTS, XtsBroker as XtsBroker
 from ._codec import (
@@ -13,6 +19,7 @@ from ._codec import (
     decode_event as decode_event,
     decode_full as decode_full,
     decode_list_quotes as decode_list_quotes,
+    decode_message as decode_message,
     decode_partial as decode_partial,
     encode_full as encode_full,
     encode_partial as encode_partial,
@@ -74,6 +81,9 @@ from ._rest import (
     parse_root_url as parse_root_url,
 )
 
+# encode_close, encode_connect, encode_disconnect, encode_noop, encode_ping and encode_pong stay importable
+# from here but are not listed: each returns one fixed packet ("1", "40", "41", "6", "2", "3") that only the
+# feed and the simulators send.
 __all__ = [
     "API_PATH",
     "BROADCAST_MODES",
@@ -115,17 +125,12 @@ __all__ = [
     "decode_event",
     "decode_full",
     "decode_list_quotes",
+    "decode_message",
     "decode_partial",
-    "encode_close",
-    "encode_connect",
-    "encode_disconnect",
     "encode_error",
     "encode_event",
     "encode_full",
-    "encode_noop",
     "encode_partial",
-    "encode_ping",
-    "encode_pong",
     "event_name",
     "is_index",
     "open_xts_feed",
