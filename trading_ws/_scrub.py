@@ -8,13 +8,24 @@ before it reaches a log record, an exception message or an event.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterable
 from urllib.parse import quote, quote_plus
 
-__all__ = ["MAX_SERVER_TEXT", "scrub"]
+__all__ = [
+    "EVENT_TEXT_LIMIT",
+    "MAX_SERVER_TEXT",
+    "forget_secret",
+    "known_secrets",
+    "remember_secret",
+    "scrub",
+]
 
-#: The most characters of one server-provided text kept (the rest is cut and marked with an ellipsis).
+#: The most characters of one server-provided text kept in a log or an exception message (the rest is cut
+#: and marked with an ellipsis).
 MAX_SERVER_TEXT = 300
+#: The same for the text of an event handed to the application (`BrokerError`, `BrokerMessage`).
+EVENT_TEXT_LIMIT = 2000
 
 # C0 controls, DEL, C1 controls, and the Unicode line and paragraph separators and bidi overrides, which
 # would split a log line or reorder what an operator reads.
@@ -51,3 +62,27 @@ def scrub(text: object, secrets: Iterable[str | None] = (), limit: int = MAX_SER
     if len(out) > limit:
         out = out[: limit - 1] + "…"
     return out
+
+
+# The secrets of the feeds alive in this process, for text the library does not produce itself: the log
+# records of trio-websocket, which print close reasons and URLs as the server and the request had them.
+_LIVE_SECRETS: Counter[str] = Counter()
+
+
+def remember_secret(secret: str | None) -> None:
+    """Scrub `secret` from third-party log records too (see `known_secrets`) until `forget_secret`."""
+    if secret:
+        _LIVE_SECRETS[secret] += 1
+
+
+def forget_secret(secret: str | None) -> None:
+    """Undo one `remember_secret`."""
+    if secret and _LIVE_SECRETS[secret] > 0:
+        _LIVE_SECRETS[secret] -= 1
+        if not _LIVE_SECRETS[secret]:
+            del _LIVE_SECRETS[secret]
+
+
+def known_secrets() -> tuple[str, ...]:
+    """The secrets of the feeds open now."""
+    return tuple(_LIVE_SECRETS)

@@ -28,6 +28,7 @@ from ._errors import (
     RateLimitedError,
     TradingWsError,
 )
+from ._scrub import known_secrets, scrub
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
@@ -76,16 +77,18 @@ _SECRET_IN_TEXT = re.compile(
 
 
 class RedactSecretsFilter(logging.Filter):
-    """Rewrites a log record so that secret query values (``access_token=...``) read ``***``.
+    """Rewrites a log record so that no secret and no control character reaches a log.
 
-    trio-websocket logs the full request URL at DEBUG level ("Connecting to ws://...?access_token=...").
-    The library installs this filter on the ``trio-websocket`` logger (a filter, not a handler: where
-    records go stays the application's choice) so that a credential never reaches a log.
+    trio-websocket logs the full request URL at DEBUG level ("Connecting to ws://...?access_token=...") and
+    the server's close reasons as it got them (a hostile server may echo the token, or inject CR/LF). The
+    library installs this filter on the ``trio-websocket`` logger (a filter, not a handler: where records go
+    stays the application's choice): secret query values read ``***``, the secrets of every open feed are
+    replaced wherever they appear, and control characters are escaped.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        redacted = _SECRET_IN_TEXT.sub(r"\1=***", message)
+        redacted = scrub(_SECRET_IN_TEXT.sub(r"\1=***", message), known_secrets(), limit=4000)
         if redacted != message:
             record.msg = redacted
             record.args = ()

@@ -29,9 +29,9 @@ from ..._errors import (
     DecodeError,
     SubscriptionLimitError,
 )
-from ..._model import Broker, Connected, Event, Mode, Resubscribed, coerce_mode
+from ..._model import Broker, BrokerError, BrokerMessage, Connected, Event, Mode, Resubscribed, coerce_mode
 from ..._ratelimit import TokenBucket
-from ..._scrub import scrub
+from ..._scrub import EVENT_TEXT_LIMIT, forget_secret, remember_secret, scrub
 from ..._transport import DEFAULT_MAX_MESSAGE_SIZE, open_service_nursery, open_ws, parse_ws_url, redact_url
 from ..._validate import check_credential, check_int, check_seconds
 from ..._version import __version__
@@ -344,10 +344,19 @@ class KiteFeed(BatchFeed):
             ) from exc
         if not isinstance(token, str) or not token or not token.isprintable() or not token.isascii():
             raise AuthenticationError("the token provider returned no usable access token")
+        remember_secret(token)
+        forget_secret(self._access_token)
         self._access_token = token
 
     def scrub(self, text: str) -> str:
         return scrub(text, (self._access_token,))
+
+    def _scrub_event(self, event: Event) -> Event:
+        """A text message's event with the broker's text made safe (secrets out, control characters
+        escaped, length capped)."""
+        if type(event) is BrokerError or type(event) is BrokerMessage:
+            return attrs.evolve(event, text=scrub(event.text, (self._access_token,), EVENT_TEXT_LIMIT))
+        return event
 
     async def _run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Connect, read, and reconnect until cancelled (under `supervise`); reports readiness after the
@@ -438,6 +447,8 @@ class KiteFeed(BatchFeed):
                         text = self.scrub(str(exc))
                         logger.warning("skipping a malformed Kite message (%d bytes): %s", len(exc.raw), text)
                         events = list(exc.events)
+                    if type(message) is str and events:
+                        events = [self._scrub_event(event) for event in events]
                     if events:
                         self._ticks += len(events)
                         await queue.put(events)  # the watchdog is off: a slow consumer is not silence
@@ -550,12 +561,16 @@ async def open_kite_feed(
         max_message_size=max_message_size,
         sink=sink,
     )
-    async with open_service_nursery() as nursery:
-        await nursery.start(feed._run)
-        try:
-            yield feed
-        finally:
-            feed._closed = True
-            nursery.cancel_scope.cancel()
+    remember_secret(feed._access_token)
+    try:
+        async with open_service_nursery() as nursery:
+            await nursery.start(feed._run)
+            try:
+                yield feed
+            finally:
+                feed._closed = True
+                nursery.cancel_scope.cancel()
+    finally:
+        forget_secret(feed._access_token)
     if feed._failure is not None and not feed._failure_seen:
         raise feed._failure

@@ -53,7 +53,7 @@ from ..._model import (
     coerce_mode,
 )
 from ..._ratelimit import TokenBucket
-from ..._scrub import scrub
+from ..._scrub import EVENT_TEXT_LIMIT, forget_secret, remember_secret, scrub
 from ..._transport import open_service_nursery, open_ws
 from ..._validate import check_int, check_seconds
 from ..._version import __version__
@@ -243,6 +243,7 @@ class XtsFeed(BatchFeed):
         self._ws: trio_websocket.WebSocketConnection | None = None
         self._conn_scope: trio.CancelScope | None = None
         self._state = SupervisorState()
+        self._token_shown: str | None = None  # the session token given to `remember_secret`
         self._frames = self._ticks = self._snapshots = self._decode_errors = self._unknown = 0
         self._pings = self._pongs = 0
         self._last_frame_at: float | None = None
@@ -581,7 +582,8 @@ class XtsFeed(BatchFeed):
 
     def _text(self, data: Any) -> str:
         """A server-provided payload as safe text (secrets out, control characters escaped, capped)."""
-        return self.scrub(_text_of(data))
+        session = self._session
+        return scrub(_text_of(data), (session.token, session._secret_key), EVENT_TEXT_LIMIT)
 
     async def _run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Log in, connect, read, and reconnect until cancelled (under `supervise`); reports readiness
@@ -626,6 +628,10 @@ class XtsFeed(BatchFeed):
         session = self._session
         if not session.logged_in:
             await session.login()
+            if session.token != self._token_shown:
+                remember_secret(session.token)
+                forget_secret(self._token_shown)
+                self._token_shown = session.token
         if self._limiter is not None:
             await self._limiter.acquire()
         endpoint = session.endpoints.socket
@@ -967,6 +973,19 @@ async def open_xts_feed(
         rate_limiter=rate_limiter,
         sink=sink,
     )
+    remember_secret(secret_key)
+    try:
+        async with _open(feed, session, close_timeout, logout_on_exit) as opened:
+            yield opened
+    finally:
+        forget_secret(secret_key)
+        forget_secret(feed._token_shown)
+
+
+@asynccontextmanager
+async def _open(
+    feed: XtsFeed, session: XtsSession, close_timeout: float, logout_on_exit: bool
+) -> AsyncIterator[XtsFeed]:
     async with session:
         left = False
         try:
