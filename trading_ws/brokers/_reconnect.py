@@ -224,10 +224,15 @@ async def supervise(
             # An error no boundary mapped: a third-party library's or our own bug. Never let it end a
             # running feed for good (that is the broker's or the network's fault to forgive), but say so
             # loudly, with the traceback.
-            text = connector.scrub(f"{type(exc).__name__}: {exc}")
-            log.error("%s connection %d: unexpected error: %s", name, connection_id, text, exc_info=True)
+            raw = f"{type(exc).__name__}: {exc}"
+            text = connector.scrub(raw)
+            safe = text == raw  # the traceback and the cause would show the error's text as it is
+            log.error("%s connection %d: unexpected error: %s", name, connection_id, text, exc_info=safe)
             error = ConnectError(f"unexpected error: {text}")
-            error.__cause__ = exc
+            if safe:
+                error.__cause__ = exc
+            else:
+                error.__suppress_context__ = True
             got_data = False
         if connector.closing:
             return None
