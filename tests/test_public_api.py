@@ -24,7 +24,9 @@ import importlib.util
 import inspect
 import pkgutil
 import re
+import tomllib
 import typing
+from importlib import resources
 from pathlib import Path
 from types import ModuleType
 
@@ -192,6 +194,13 @@ def test_every_member_of_the_event_union_is_exported_from_the_package() -> None:
         assert cls.__name__ in trading_ws.__all__, cls
         assert getattr(trading_ws, cls.__name__) is cls
         assert star[cls.__name__] is cls
+
+
+def test_the_package_ships_its_type_information() -> None:
+    """PEP 561: without ``py.typed`` in the installed package, mypy ignores its annotations."""
+    assert resources.files("trading_ws").joinpath("py.typed").is_file()
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert "py.typed" in config["tool"]["setuptools"]["package-data"]["trading_ws"]
 
 
 def test_decode_message_is_the_xts_entry_point() -> None:
