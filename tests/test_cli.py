@@ -1,20 +1,39 @@
-"""The ``trading-ws`` command, run as a user would: in a subprocess."""
+"""The ``trading-ws`` command, run as a user would: in a subprocess, or `main(argv)` in-process."""
 
 from __future__ import annotations
 
+import gc
+import logging
+import math
 import signal
+import socket
 import subprocess
 import sys
 import time
+import warnings
+from collections.abc import Iterator
 
 import pytest
 import trio
+from hypothesis import HealthCheck, given, settings, strategies as st
 from processes import Lines, reap
 
-from trading_ws import Broker, Depth, DepthLevel, FeedClosedError, KiteBroker, Mode, Tick, cli
+from trading_ws import (
+    Broker,
+    ConfigurationError,
+    ConnectError,
+    Depth,
+    DepthLevel,
+    FeedClosedError,
+    KiteBroker,
+    Mode,
+    Tick,
+    cli,
+)
 from trading_ws.brokers.kite import open_kite_feed
+from trading_ws.brokers.xts import open_xts_feed
 from trading_ws.cli import main
-from trading_ws.sim import DEMO_ACCESS_TOKEN, DEMO_API_KEY
+from trading_ws.sim import DEMO_ACCESS_TOKEN, DEMO_API_KEY, DEMO_APP_KEY, DEMO_SECRET_KEY, DEMO_USER_ID
 
 CLI = [sys.executable, "-m", "trading_ws"]
 
@@ -45,8 +64,254 @@ async def test_demo_prints_plain_lines_off_a_terminal() -> None:
     assert int(finished[0].split()[2]) > 0
 
 
-def test_unknown_symbol_is_a_clear_error(capsys: object) -> None:
-    assert main(["demo", "--symbols", "NSE:NOPE", "--duration", "1"]) == 2
+def _one_error_line(err: str) -> str:
+    """The only line of `err`, checked to be a ``trading-ws: error:`` line and not a traceback."""
+    assert "Traceback" not in err
+    assert "ExceptionGroup" not in err
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("trading-ws: error: ")
+    return lines[0]
+
+
+@pytest.fixture
+def nothing_runs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Replace the commands' jobs: a test of argument checks can never start a simulator (or hang)."""
+    ran: list[str] = []
+
+    def stub(name: str) -> object:
+        async def job(*args: object, **kwargs: object) -> None:
+            ran.append(name)
+
+        return job
+
+    for name in ("run_demo", "run_kite_sim", "run_xts_sim"):
+        monkeypatch.setattr(cli, name, stub(name))
+    return ran
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        pytest.param(["demo", "--duration", "-1"], id="negative duration"),
+        pytest.param(["demo", "--duration", "0"], id="zero duration"),
+        pytest.param(["demo", "--duration", "nan"], id="nan duration"),
+        pytest.param(["demo", "--duration", "soon"], id="not a number"),
+        pytest.param(["demo", "--tick-interval", "0"], id="zero tick interval"),
+        pytest.param(["demo", "--tick-interval", "-0.5"], id="negative tick interval"),
+        pytest.param(["demo", "--tick-interval", "inf"], id="infinite tick interval"),
+        pytest.param(["sim", "kite", "--tick-interval", "0"], id="sim kite zero tick interval"),
+        pytest.param(["sim", "xts", "--tick-interval", "nan"], id="sim xts nan tick interval"),
+        pytest.param(["sim", "kite", "--port", "99999"], id="kite port 99999"),
+        pytest.param(["sim", "xts", "--port", "99999"], id="xts port 99999"),
+        pytest.param(["sim", "kite", "--rest-port", "65536"], id="rest port 65536"),
+        pytest.param(["sim", "kite", "--port", "-1"], id="negative port"),
+        pytest.param(["sim", "xts", "--port", "http"], id="port not a number"),
+        pytest.param(["sim", "kite", "--port", "8765", "--rest-port", "8765"], id="one port for two"),
+        pytest.param(["sim", "kite", "--host", "0.0.0.0"], id="kite non-loopback host"),
+        pytest.param(["sim", "xts", "--host", "192.0.2.1"], id="xts non-loopback host"),
+        pytest.param(["sim", "kite", "--host", "example.com"], id="host name"),
+        pytest.param(["demo", "--symbols", "NSE:NOPE", "--duration", "1"], id="unknown symbol"),
+        pytest.param(["demo", "--broker", "zerodha"], id="unknown broker"),
+        pytest.param(["demo", "--no-such-flag"], id="unknown flag"),
+        pytest.param(["sim"], id="no simulator"),
+        pytest.param([], id="no command"),
+    ],
+)
+def test_bad_arguments_end_with_one_line_and_exit_2(
+    argv: list[str], nothing_runs: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    _one_error_line(err)
+    assert nothing_runs == []
+
+
+def test_the_error_line_names_the_argument_and_what_to_do(
+    nothing_runs: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["sim", "kite", "--host", "0.0.0.0"]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "--host" in line
+    assert "--allow-non-loopback" in line
+    assert "allow_non_loopback=True" not in line  # a Python argument the command line cannot pass
+    assert main(["demo", "--duration", "-1"]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "--duration" in line
+    assert "positive" in line
+    assert main(["sim", "xts", "--port", "99999"]) == 2
+    assert "0..65535" in _one_error_line(capsys.readouterr().err)
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    option=st.sampled_from(
+        [["sim", "kite", "--port"], ["sim", "kite", "--rest-port"], ["sim", "xts", "--port"]]
+    ),
+    port=st.integers().filter(lambda port: not 0 <= port <= 65535),
+)
+def test_every_port_outside_0_to_65535_is_a_usage_error(
+    option: list[str], port: int, nothing_runs: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 99999 used to listen on 34463 (99999 - 65536) for Kite and to raise OverflowError for XTS.
+    assert main([*option[:-1], f"{option[-1]}={port}"]) == 2
+    assert "0..65535" in _one_error_line(capsys.readouterr().err)
+    assert nothing_runs == []
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(port=st.integers(min_value=0, max_value=65535))
+def test_every_port_in_0_to_65535_is_accepted(port: int, nothing_runs: list[str]) -> None:
+    nothing_runs.clear()
+    assert main(["sim", "xts", "--port", str(port)]) == 0
+    assert nothing_runs == ["run_xts_sim"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["demo", "-v"],
+        ["-v", "demo"],
+        ["demo", "--verbose", "--duration", "1"],
+        ["sim", "kite", "-v"],
+        ["sim", "-v", "xts"],
+        ["-v", "sim", "xts", "-v"],
+    ],
+)
+def test_verbose_is_accepted_before_and_after_the_command(
+    argv: list[str], nothing_runs: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configured: list[object] = []
+    monkeypatch.setattr(logging, "basicConfig", lambda **kwargs: configured.append(kwargs["level"]))
+    assert main(argv) == 0
+    assert configured == [logging.DEBUG]
+    assert len(nothing_runs) == 1
+
+
+def test_without_verbose_logging_is_left_alone(
+    nothing_runs: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configured: list[object] = []
+    monkeypatch.setattr(logging, "basicConfig", lambda **kwargs: configured.append(kwargs))
+    assert main(["sim", "kite"]) == 0
+    assert main(["demo"]) == 0
+    assert configured == []
+
+
+def test_allow_non_loopback_is_an_explicit_flag(
+    nothing_runs: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Only parsed here: a test never listens on a non-loopback address.
+    seen: list[tuple[object, ...]] = []
+
+    async def record(*args: object, **kwargs: object) -> None:
+        seen.append((args[0], kwargs["allow_non_loopback"]))
+
+    monkeypatch.setattr(cli, "run_kite_sim", record)
+    monkeypatch.setattr(cli, "run_xts_sim", record)
+    assert main(["sim", "kite", "--host", "0.0.0.0", "--allow-non-loopback"]) == 0
+    assert main(["sim", "xts", "--host", "::", "--allow-non-loopback"]) == 0
+    assert main(["sim", "kite"]) == 0
+    assert seen == [("0.0.0.0", True), ("::", True), ("127.0.0.1", False)]
+
+
+def test_a_simulator_on_the_network_is_announced_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    cli._warn_if_exposed("0.0.0.0")
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith("trading-ws: warning: the simulator listens on 0.0.0.0, reachable from the network")
+    for host in ("127.0.0.1", "127.0.0.2", "localhost", "::1"):
+        cli._warn_if_exposed(host)
+    assert capsys.readouterr() == ("", "")
+
+
+async def test_the_simulator_itself_still_refuses_a_non_loopback_host_without_the_flag() -> None:
+    with trio.fail_after(5):
+        with pytest.raises(ExceptionGroup) as kite:
+            await cli.run_kite_sim("0.0.0.0", 0, DEMO_API_KEY, DEMO_ACCESS_TOKEN, 0.2)
+        assert kite.group_contains(ConfigurationError, match="loopback")
+        with pytest.raises(ExceptionGroup) as xts:
+            await cli.run_xts_sim("0.0.0.0", 0, DEMO_APP_KEY, DEMO_SECRET_KEY, 0.2)
+        assert xts.group_contains(ConfigurationError, match="loopback")
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    """A loopback port something else listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("command", "what"),
+    [
+        (["sim", "kite", "--port"], "Kite ticker"),
+        (["sim", "kite", "--rest-port"], "Kite REST instrument master"),
+        (["sim", "xts", "--port"], "XTS simulator"),
+    ],
+)
+def test_a_port_in_use_is_one_line_and_exit_1(
+    command: list[str], what: str, taken_port: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([*command, str(taken_port)]) == 1
+    # hypercorn (under the XTS simulator) does not close the socket whose bind failed: collect it here,
+    # where its ResourceWarning is expected, rather than in whichever test the garbage collector runs next.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
+    out, err = capsys.readouterr()
+    assert out == ""
+    line = _one_error_line(err)
+    assert f"127.0.0.1:{taken_port}" in line
+    assert what in line
+
+
+def test_a_run_time_library_error_is_one_line_and_exit_1(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def refused(*args: object, **kwargs: object) -> None:
+        raise ExceptionGroup("nursery", [ExceptionGroup("inner", [ConfigurationError("tick_interval\nbad")])])
+
+    monkeypatch.setattr(cli, "run_kite_sim", refused)
+    assert main(["sim", "kite"]) == 1
+    assert _one_error_line(capsys.readouterr().err) == "trading-ws: error: tick_interval bad"
+
+
+async def test_run_demo_refuses_a_bad_duration() -> None:
+    for duration in (-1.0, 0.0, math.nan, -math.inf):
+        with pytest.raises(ConfigurationError, match="duration"):
+            await cli.run_demo(
+                ["NSE:INFY"], mode=Mode.LTP, duration=duration, tick_interval=0.2, seed=0, live=False
+            )
+    with pytest.raises(ConfigurationError, match="broker"):
+        await cli.run_demo(
+            ["NSE:INFY"], mode=Mode.LTP, duration=1, tick_interval=0.2, seed=0, live=False, broker="x"
+        )
+
+
+def test_help_shows_the_defaults_and_the_simulator_credentials(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sim", "kite", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    for text in (
+        f"(default: {DEMO_API_KEY})",
+        f"(default: {DEMO_ACCESS_TOKEN})",
+        "(default: 127.0.0.1)",
+        "--rest-port",
+        "--allow-non-loopback",
+        "(default: 0.2)",
+    ):
+        assert text in out
+    assert main(["sim", "xts", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    for text in (f"(default: {DEMO_APP_KEY})", f"(default: {DEMO_SECRET_KEY})", DEMO_USER_ID):
+        assert text in out
+    assert main(["demo", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    for text in ("(default: full)", "(default: kite)", "'NSE:NIFTY 50'", "(default: 0.2)"):
+        assert text in out
 
 
 def test_ctrl_c_beside_the_errors_it_caused_still_exits_130(
@@ -54,7 +319,7 @@ def test_ctrl_c_beside_the_errors_it_caused_still_exits_130(
 ) -> None:
     # What CI once saw: SIGINT landed in a library task, and the group also held the connection loss and
     # the closed feed that followed from it.
-    async def interrupted(*args: object) -> None:
+    async def interrupted(*args: object, **kwargs: object) -> None:
         raise BaseExceptionGroup(
             "nursery",
             [KeyboardInterrupt(), ExceptionGroup("feed", [FeedClosedError("the Kite feed is closed")])],
@@ -65,14 +330,28 @@ def test_ctrl_c_beside_the_errors_it_caused_still_exits_130(
     assert "stopped" in capsys.readouterr().err
 
 
-def test_a_real_error_beside_no_ctrl_c_is_not_swallowed(monkeypatch: pytest.MonkeyPatch) -> None:
-    async def broken(*args: object) -> None:
-        raise ExceptionGroup("nursery", [FeedClosedError("the Kite feed is closed")])
+def test_a_library_error_beside_no_ctrl_c_is_reported_not_swallowed(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def broken(*args: object, **kwargs: object) -> None:
+        closed = FeedClosedError("the Kite feed is closed")
+        closed.__cause__ = ConnectError("the connection was lost")
+        raise ExceptionGroup("nursery", [closed])
 
     monkeypatch.setattr(cli, "run_kite_sim", broken)
+    assert main(["sim", "kite", "--port", "0"]) == 1
+    line = _one_error_line(capsys.readouterr().err)
+    assert line == "trading-ws: error: the Kite feed is closed: the connection was lost"
+
+
+def test_a_bug_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def buggy(*args: object, **kwargs: object) -> None:
+        raise ExceptionGroup("nursery", [AttributeError("'str' object has no attribute 'value'")])
+
+    monkeypatch.setattr(cli, "run_kite_sim", buggy)
     with pytest.raises(ExceptionGroup) as info:
         main(["sim", "kite", "--port", "0"])
-    assert info.group_contains(FeedClosedError)
+    assert info.group_contains(AttributeError)
 
 
 async def test_ctrl_c_stops_the_demo_within_a_second() -> None:
@@ -93,19 +372,31 @@ async def test_ctrl_c_stops_the_demo_within_a_second() -> None:
         await reap(process)
 
 
-async def test_sim_kite_prints_its_url_and_serves() -> None:
-    process = await trio.lowlevel.open_process([*CLI, "sim", "kite", "--port", "0"], stdout=subprocess.PIPE)
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+async def test_sim_kite_prints_its_urls_and_credentials_and_serves() -> None:
+    rest_port = _free_port()
+    process = await trio.lowlevel.open_process(
+        [*CLI, "sim", "kite", "--port", "0", "--rest-port", str(rest_port)], stdout=subprocess.PIPE
+    )
     try:
         assert process.stdout is not None
         lines = Lines(process.stdout)
         with trio.fail_after(30):
             line = await lines.readline()
-            await lines.readline()  # how to connect
+            credentials = await lines.readline()
             rest_line = await lines.readline()
         assert line.startswith("Kite simulator listening on ws://127.0.0.1:")
         url = line.split()[-1]
+        # The credentials the simulator accepts, not placeholders.
+        assert credentials == f"  connect with: api_key={DEMO_API_KEY} access_token={DEMO_ACCESS_TOKEN}"
         rest = rest_line.split()[3].removesuffix("/instruments")
-        assert rest.startswith("http://127.0.0.1:")
+        assert rest == f"http://127.0.0.1:{rest_port}"
         with trio.fail_after(10):
             async with open_kite_feed(DEMO_API_KEY, DEMO_ACCESS_TOKEN, url=url) as feed:
                 assert feed.connected
@@ -117,6 +408,60 @@ async def test_sim_kite_prints_its_url_and_serves() -> None:
         with trio.fail_after(10):
             assert await process.wait() == 130
     finally:
+        await reap(process)
+
+
+async def test_sim_xts_prints_its_url_and_credentials_and_serves() -> None:
+    process = await trio.lowlevel.open_process([*CLI, "sim", "xts"], stdout=subprocess.PIPE)
+    try:
+        assert process.stdout is not None
+        lines = Lines(process.stdout)
+        with trio.fail_after(30):
+            line = await lines.readline()
+            login = await lines.readline()
+        assert line.startswith("XTS simulator listening on http://127.0.0.1:")
+        root = line.split()[-1]
+        assert login == (
+            f"  log in at {root}/apimarketdata/auth/login with appKey={DEMO_APP_KEY} "
+            f"secretKey={DEMO_SECRET_KEY} (user {DEMO_USER_ID})"
+        )
+        with trio.fail_after(10):
+            async with open_xts_feed(
+                DEMO_APP_KEY, DEMO_SECRET_KEY, root_url=root, logout_on_exit=False
+            ) as feed:
+                assert feed.connected
+        process.send_signal(signal.SIGINT)
+        with trio.fail_after(10):
+            assert await process.wait() == 130
+    finally:
+        await reap(process)
+
+
+async def test_a_closed_output_ends_the_demo_quietly() -> None:
+    """``trading-ws demo | head -2``: no traceback, and 141 as for a process killed by SIGPIPE."""
+    process = await trio.lowlevel.open_process(
+        [*CLI, "demo", "--duration", "30", "--tick-interval", "0.05", "--symbols", "NSE:INFY"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stderr is not None
+        lines = Lines(process.stdout)
+        with trio.fail_after(30):
+            assert "NSE:INFY" in await lines.readline()
+            await lines.readline()
+        await process.stdout.aclose()  # what head does after two lines
+        with trio.fail_after(10):
+            code = await process.wait()
+            err = b""
+            while chunk := await process.stderr.receive_some():
+                err += chunk
+        assert code == 141
+        assert err.decode() == ""
+    finally:
+        if process.stderr is not None:
+            await process.stderr.aclose()
         await reap(process)
 
 

@@ -1,20 +1,33 @@
 """The ``trading-ws`` command: ``demo`` (the library against its embedded simulators: ``--broker kite``,
 ``xts`` or ``both``) and ``sim kite`` / ``sim xts`` (run a simulator for other programs, such as the
-brokers' own clients)."""
+brokers' own clients).
+
+How it ends (docs/cli.md): 0 when done; 2 for bad arguments; 1 when the command fails at run time (a port
+in use); 130 on Ctrl-C; 141 when the reader of its output goes away (``trading-ws demo | head -2``), as a
+process killed by SIGPIPE. Each failure is one line on stderr, ``trading-ws: error: ...``; ``-v`` adds the
+traceback. Only an unexpected error (a bug) prints a traceback by default.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
+import os
+import shlex
 import sys
 import time
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from functools import partial
+from typing import NoReturn
 
 import attrs
 import trio
 
+from ._errors import ConfigurationError, TradingWsError
 from ._model import Broker, Connected, Disconnected, Mode, Reconnecting, Resubscribed, Tick
+from ._scrub import scrub
+from ._transport import is_loopback_host
 from ._version import __version__
 from .brokers.kite import open_kite_feed
 from .brokers.xts import open_xts_feed
@@ -23,13 +36,47 @@ from .sim import (
     DEMO_API_KEY,
     DEMO_APP_KEY,
     DEMO_SECRET_KEY,
+    DEMO_USER_ID,
     Instrument,
     KiteSimulator,
     XtsSimulator,
     find_instrument,
 )
+from .sim._listen import MAX_PORT
 
 __all__ = ["main"]
+
+logger = logging.getLogger("trading_ws.cli")
+
+EXIT_FAILURE = 1
+"""The command failed at run time (a port in use, a simulator that cannot start)."""
+EXIT_USAGE = 2
+"""Bad arguments (argparse's code)."""
+EXIT_INTERRUPTED = 130
+"""Stopped by Ctrl-C (128 + SIGINT)."""
+EXIT_OUTPUT_CLOSED = 141
+"""The reader of stdout went away (128 + SIGPIPE, what a shell reports for ``yes | head -1``)."""
+
+
+class _OutputClosed(Exception):
+    """Stdout's reader went away (``trading-ws demo | head -2``): the command stops quietly."""
+
+
+class _Failure(Exception):
+    """A run-time failure the user can act on; its message is the whole story (one line)."""
+
+
+def _say(*values: object, sep: str = " ") -> None:
+    """Print one line to stdout, flushed.
+
+    Raises:
+        _OutputClosed: stdout's reader went away.
+    """
+    try:
+        print(*values, sep=sep, flush=True)
+    except BrokenPipeError as exc:
+        raise _OutputClosed("stdout was closed") from exc
+
 
 DEMO_BROKERS = ("kite", "xts", "both")
 _TITLES = {("kite",): "Kite simulator", ("xts",): "XTS simulator", ("kite", "xts"): "Kite and XTS simulators"}
@@ -178,8 +225,8 @@ async def _render(board: _Board, live: bool, interval: float) -> None:
             board.roll_rates()
             stamp = time.strftime("%H:%M:%S")
             for row in board.rows.values():
-                print(stamp, *_columns(row), sep="  ", flush=True)
-            print(stamp, f"status={board.status} total_ticks={board.total}", flush=True)
+                _say(stamp, *_columns(row), sep="  ")
+            _say(stamp, f"status={board.status} total_ticks={board.total}")
 
 
 async def _stream_kite(
@@ -241,10 +288,13 @@ async def run_demo(
 
     Raises:
         KeyError: a symbol is not in the simulators' universe.
-        ValueError: an unknown broker.
+        ConfigurationError: (a ValueError) an unknown broker, or a `duration` that is neither None nor a
+            positive number of seconds (the simulators refuse a bad `tick_interval` the same way).
     """
     if broker not in DEMO_BROKERS:
-        raise ValueError(f"broker must be one of {DEMO_BROKERS}, got {broker!r}")
+        raise ConfigurationError(f"broker must be one of {DEMO_BROKERS}, got {broker!r}")
+    if duration is not None and not duration > 0:  # NaN fails too
+        raise ConfigurationError(f"duration must be a positive number of seconds or None, got {duration!r}")
     brokers = ("kite", "xts") if broker == "both" else (broker,)
     instruments = [find_instrument(symbol) for symbol in symbols]
     rows: dict[Hashable, _Row] = {}
@@ -260,76 +310,339 @@ async def run_demo(
                 await nursery.start(streams[name], board, instruments, mode, tick_interval, seed)
             nursery.start_soon(_render, board, live, 0.25)
     if not live:
-        print(f"demo finished: {board.total} ticks", flush=True)
+        _say(f"demo finished: {board.total} ticks")
     return board.total
 
 
-async def run_kite_sim(host: str, port: int, api_key: str, access_token: str, tick_interval: float) -> None:
-    """Serve the Kite simulator until cancelled, printing its URLs once it listens: the ticker on `port`,
-    the REST instrument master on a free port of the same host."""
-    simulator = KiteSimulator(api_key=api_key, access_token=access_token, tick_interval=tick_interval)
-    async with trio.open_nursery() as nursery:
-        url = await nursery.start(simulator.serve, host, port)
-        rest = await nursery.start(simulator.serve_rest, host, 0)
-        print(f"Kite simulator listening on {url}", flush=True)
-        print("  connect with: api_key=<your --api-key> access_token=<your --access-token>", flush=True)
-        print(f"  instrument master: GET {rest}/instruments (KiteBroker(api_url={rest!r}))", flush=True)
+def _leaves(error: BaseException) -> list[BaseException]:
+    """The exceptions in `error`, exception groups flattened."""
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in _leaves(inner)]
+    return [error]
 
 
-async def run_xts_sim(host: str, port: int, app_key: str, secret_key: str, tick_interval: float) -> None:
-    """Serve the XTS simulator (REST and Socket.IO on one port) until cancelled, printing its root URL."""
-    simulator = XtsSimulator(app_key=app_key, secret_key=secret_key, tick_interval=tick_interval)
-    async with trio.open_nursery() as nursery:
-        root = await nursery.start(simulator.serve, host, port)
-        print(f"XTS simulator listening on {root}", flush=True)
+async def _listen(
+    nursery: trio.Nursery, serve: Callable[..., Awaitable[object]], what: str, host: str, port: int
+) -> str:
+    """Start `serve` (a simulator's ``serve`` with its arguments bound) and return the URL it reports.
+
+    Raises:
+        _Failure: it could not listen (the port is in use, the host is unknown...).
+    """
+    try:
+        url: str = await nursery.start(serve)
+    except (OSError, BaseExceptionGroup) as exc:  # the XTS simulator's OSError comes in a group
+        leaves = _leaves(exc)
+        errors = [leaf for leaf in leaves if isinstance(leaf, OSError)]
+        if len(errors) != len(leaves):  # Ctrl-C, or not a listening problem
+            raise
+        reason = errors[0].strerror or str(errors[0]) or type(errors[0]).__name__
+        raise _Failure(f"cannot listen on {host}:{port} for the {what}: {reason}") from exc
+    return url
+
+
+def _warn_if_exposed(host: str) -> None:
+    if not is_loopback_host(host):
         print(
-            f"  log in at {root}/apimarketdata/auth/login with appKey=<your --app-key> "
-            f"secretKey=<your --secret-key> (user {simulator.user_id})",
+            f"trading-ws: warning: the simulator listens on {host}, reachable from the network: anyone who "
+            "can reach it may connect with the credentials above",
+            file=sys.stderr,
             flush=True,
         )
 
 
+async def run_kite_sim(
+    host: str,
+    port: int,
+    api_key: str,
+    access_token: str,
+    tick_interval: float,
+    *,
+    rest_port: int = 0,
+    allow_non_loopback: bool = False,
+) -> None:
+    """Serve the Kite simulator until cancelled, printing its URLs and the credentials it accepts once it
+    listens: the ticker on `port`, the REST instrument master on `rest_port` (0: a free port) of the
+    same host.
+
+    Raises:
+        ConfigurationError: a bad argument (a non-loopback host without `allow_non_loopback`...).
+        _Failure: a port cannot be listened on.
+        _OutputClosed: stdout's reader went away.
+    """
+    simulator = KiteSimulator(api_key=api_key, access_token=access_token, tick_interval=tick_interval)
+    async with trio.open_nursery() as nursery:
+        serve = partial(simulator.serve, host, port, allow_non_loopback=allow_non_loopback)
+        url = await _listen(nursery, serve, "Kite ticker", host, port)
+        serve_rest = partial(simulator.serve_rest, host, rest_port, allow_non_loopback=allow_non_loopback)
+        rest = await _listen(nursery, serve_rest, "Kite REST instrument master", host, rest_port)
+        _say(f"Kite simulator listening on {url}")
+        _say(f"  connect with: api_key={api_key} access_token={access_token}")
+        _say(f"  instrument master: GET {rest}/instruments (KiteBroker(api_url={rest!r}))")
+        _warn_if_exposed(host)
+
+
+async def run_xts_sim(
+    host: str,
+    port: int,
+    app_key: str,
+    secret_key: str,
+    tick_interval: float,
+    *,
+    allow_non_loopback: bool = False,
+) -> None:
+    """Serve the XTS simulator (REST and Socket.IO on one port) until cancelled, printing its root URL and
+    the credentials it accepts once it listens.
+
+    Raises:
+        ConfigurationError: a bad argument (a non-loopback host without `allow_non_loopback`...).
+        _Failure: the port cannot be listened on.
+        _OutputClosed: stdout's reader went away.
+    """
+    simulator = XtsSimulator(app_key=app_key, secret_key=secret_key, tick_interval=tick_interval)
+    async with trio.open_nursery() as nursery:
+        serve = partial(simulator.serve, host, port, allow_non_loopback=allow_non_loopback)
+        root = await _listen(nursery, serve, "XTS simulator", host, port)
+        _say(f"XTS simulator listening on {root}")
+        _say(
+            f"  log in at {root}/apimarketdata/auth/login with appKey={app_key} secretKey={secret_key} "
+            f"(user {simulator.user_id})"
+        )
+        _warn_if_exposed(host)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, ending a usage error with one line (``trading-ws: error: ...``, exit 2), no usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"trading-ws: error: {message}; see '{self.prog} --help'\n")
+
+
+def _port(text: str) -> int:
+    """An argparse type: a TCP port, 0..65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= MAX_PORT:
+        raise argparse.ArgumentTypeError(f"{port} is not a port: use 0..{MAX_PORT} (0 picks a free one)")
+    return port
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: a positive, finite number of seconds."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not (seconds > 0 and math.isfinite(seconds)):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    return seconds
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="trading-ws", description="Real-time Indian market data on Trio, with broker simulators."
+    # -v is accepted before the command and after it (trading-ws -v demo, trading-ws demo -v): the
+    # subcommands share a parent parser whose default is SUPPRESS, so it never resets the main one's value.
+    common = _Parser(add_help=False)
+    common.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="log at DEBUG level to stderr (and show a failure's traceback)",
+    )
+    parser = _Parser(
+        prog="trading-ws",
+        description="Real-time Indian market data on Trio, with broker simulators.",
+        epilog="Exit codes: 0 done, 1 failed (e.g. a port in use), 2 bad arguments, 130 Ctrl-C, "
+        "141 output closed (e.g. | head). See docs/cli.md.",
     )
     parser.add_argument("--version", action="version", version=f"trading-ws {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level to stderr")
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    demo = commands.add_parser("demo", help="stream from the embedded simulator and show a live table")
-    demo.add_argument("--duration", type=float, default=None, help="stop after S seconds (default: Ctrl-C)")
-    demo.add_argument(
-        "--symbols", nargs="+", default=list(DEFAULT_SYMBOLS), help="exchange-qualified symbols to show"
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="log at DEBUG level to stderr (and show a failure's traceback)",
     )
-    demo.add_argument("--mode", choices=[m.value for m in Mode], default=Mode.FULL.value)
-    demo.add_argument("--tick-interval", type=float, default=0.2, help="simulator seconds between frames")
-    demo.add_argument("--seed", type=int, default=0, help="simulator random seed")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{demo,sim}")
+
+    demo = commands.add_parser(
+        "demo", parents=[common], help="stream from the embedded simulator and show a live table"
+    )
+    demo.add_argument(
+        "--duration",
+        type=_seconds,
+        default=None,
+        metavar="S",
+        help="stop after S seconds (default: at Ctrl-C)",
+    )
+    demo.add_argument(
+        "--symbols",
+        nargs="+",
+        default=list(DEFAULT_SYMBOLS),
+        metavar="SYMBOL",
+        help="exchange-qualified symbols to show (default: "
+        + " ".join(map(shlex.quote, DEFAULT_SYMBOLS))
+        + ")",
+    )
+    demo.add_argument(
+        "--mode",
+        choices=[m.value for m in Mode],
+        default=Mode.FULL.value,
+        help="what each tick carries: last price, quote, or quote and depth (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--tick-interval",
+        type=_seconds,
+        default=0.2,
+        metavar="S",
+        help="simulator seconds between frames (default: %(default)s)",
+    )
+    demo.add_argument("--seed", type=int, default=0, help="simulator random seed (default: %(default)s)")
     demo.add_argument("--plain", action="store_true", help="plain lines even on a terminal")
     demo.add_argument(
-        "--broker", choices=DEMO_BROKERS, default="kite", help="which simulator and feed (both: side by side)"
+        "--broker",
+        choices=DEMO_BROKERS,
+        default="kite",
+        help="which simulator and feed; both: side by side (default: %(default)s)",
     )
 
-    sim = commands.add_parser("sim", help="run a broker simulator on a loopback port")
-    brokers = sim.add_subparsers(dest="broker", required=True)
-    kite = brokers.add_parser("kite", help="the Kite Connect v3 ticker")
-    kite.add_argument("--host", default="127.0.0.1")
-    kite.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    kite.add_argument("--api-key", default=DEMO_API_KEY)
-    kite.add_argument("--access-token", default=DEMO_ACCESS_TOKEN)
-    kite.add_argument("--tick-interval", type=float, default=0.2)
-    xts = brokers.add_parser("xts", help="the Symphony XTS market-data API (REST and Socket.IO, one port)")
-    xts.add_argument("--host", default="127.0.0.1")
-    xts.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    xts.add_argument("--app-key", default=DEMO_APP_KEY)
-    xts.add_argument("--secret-key", default=DEMO_SECRET_KEY)
-    xts.add_argument("--tick-interval", type=float, default=0.2)
+    sim = commands.add_parser("sim", parents=[common], help="run a broker simulator on a loopback port")
+    brokers = sim.add_subparsers(dest="broker", required=True, metavar="{kite,xts}")
+    kite = brokers.add_parser(
+        "kite",
+        parents=[common],
+        help="the Kite Connect v3 ticker and REST instrument master",
+        description="Serve the Kite ticker (WebSocket) and the REST instrument master (GET /instruments) "
+        "until Ctrl-C, and print their URLs and the credentials they accept.",
+    )
+    _listen_arguments(kite)
+    kite.add_argument(
+        "--rest-port",
+        type=_port,
+        default=0,
+        metavar="PORT",
+        help="the REST instrument master's port; 0 picks a free one (default: %(default)s)",
+    )
+    kite.add_argument("--api-key", default=DEMO_API_KEY, help="the api_key it accepts (default: %(default)s)")
+    kite.add_argument(
+        "--access-token", default=DEMO_ACCESS_TOKEN, help="the access_token it accepts (default: %(default)s)"
+    )
+    _tick_interval_argument(kite)
+    xts = brokers.add_parser(
+        "xts",
+        parents=[common],
+        help="the Symphony XTS market-data API (REST and Socket.IO, one port)",
+        description="Serve the XTS market-data API (REST and Socket.IO on one port) until Ctrl-C, and print "
+        f"its root URL and the credentials it accepts (user {DEMO_USER_ID}).",
+    )
+    _listen_arguments(xts)
+    xts.add_argument("--app-key", default=DEMO_APP_KEY, help="the appKey it accepts (default: %(default)s)")
+    xts.add_argument(
+        "--secret-key", default=DEMO_SECRET_KEY, help="the secretKey it accepts (default: %(default)s)"
+    )
+    _tick_interval_argument(xts)
     return parser
 
 
+def _listen_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="the address to listen on; a loopback one unless --allow-non-loopback (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--port", type=_port, default=0, help="the TCP port; 0 picks a free one (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--allow-non-loopback",
+        action="store_true",
+        help="allow a --host that is not a loopback address: this exposes the simulator, and its "
+        "well-known credentials, to the network",
+    )
+
+
+def _tick_interval_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--tick-interval",
+        type=_seconds,
+        default=0.2,
+        metavar="S",
+        help="seconds between data frames (default: %(default)s)",
+    )
+
+
+def _sim_argument_error(args: argparse.Namespace) -> str | None:
+    """What argparse cannot check alone about ``sim`` arguments: the usage error, or None."""
+    if not args.allow_non_loopback and not is_loopback_host(args.host):
+        return (
+            f"argument --host: {args.host!r} is not a loopback address; pass --allow-non-loopback to expose "
+            "the simulator on the network"
+        )
+    if args.broker == "kite" and args.port != 0 and args.port == args.rest_port:
+        return f"--port and --rest-port are both {args.port}: the ticker and the REST master need two ports"
+    return None
+
+
+def _one_line(error: BaseException) -> str:
+    """`error` as one printable line, with its cause when the message alone does not say why."""
+    text = str(error) or type(error).__name__
+    cause = error.__cause__
+    if isinstance(error, TradingWsError) and cause is not None and not isinstance(cause, BaseExceptionGroup):
+        reason = str(cause) or type(cause).__name__
+        if reason not in text:
+            text = f"{text}: {reason}"
+    return scrub(" ".join(text.split()), limit=500)
+
+
+def _quiet_stdout() -> None:
+    """Point stdout's descriptor at the null device, so the interpreter's last flush of what is still
+    buffered does not fail again (the recipe of Python's docs, "Note on SIGPIPE")."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # replaced by a StringIO (tests) or already closed
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
+
+
+def _exit_code(error: BaseException) -> int | None:
+    """The exit code for an error out of the command, after saying what happened on stderr; None for an
+    error the command does not expect (a bug), which the caller re-raises with its traceback."""
+    leaves = _leaves(error)
+    if any(isinstance(leaf, KeyboardInterrupt) for leaf in leaves):
+        # Ctrl-C while tasks run arrives wrapped by the nurseries it passed through, sometimes beside
+        # the errors it caused on its way out (a socket closed under a reader, a feed closed under its
+        # consumer). Ctrl-C anywhere in the group means the user stopped us; those others are echoes.
+        print("stopped", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if any(isinstance(leaf, _OutputClosed) for leaf in leaves):
+        # The reader is gone (| head): stop quietly, as a process killed by SIGPIPE would. (Restoring
+        # SIGPIPE's default action instead would also kill us for a peer closing one of our sockets.)
+        _quiet_stdout()
+        return EXIT_OUTPUT_CLOSED
+    if not all(isinstance(leaf, TradingWsError | _Failure | OSError) for leaf in leaves):
+        return None
+    logger.debug("the command failed", exc_info=error)  # the traceback, with -v
+    messages = list(dict.fromkeys(_one_line(leaf) for leaf in leaves))
+    print(f"trading-ws: error: {'; '.join(messages)}", file=sys.stderr)
+    return EXIT_FAILURE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``trading-ws`` console script. Returns the process exit code."""
-    args = _parser().parse_args(argv)
+    """Entry point of the ``trading-ws`` console script. Returns the process exit code.
+
+    A usage error returns 2 and a run-time failure 1, each after one line on stderr; Ctrl-C returns 130
+    and a closed stdout 141 (see the module docstring). An unexpected error (a bug) is raised as is.
+    """
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # a usage error (already reported), --help or --version
+        return exit_.code if isinstance(exit_.code, int) else 0
     if args.verbose:
         logging.basicConfig(level=logging.DEBUG, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     job: Callable[[], Awaitable[object]]
@@ -337,8 +650,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             symbols = [find_instrument(s).symbol for s in args.symbols]
         except KeyError as exc:
-            print(f"trading-ws: {exc.args[0]}", file=sys.stderr)
-            return 2
+            print(
+                f"trading-ws: error: argument --symbols: {exc.args[0]}; see 'trading-ws demo --help'",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
         live = sys.stdout.isatty() and not args.plain
         job = partial(
             run_demo,
@@ -350,24 +666,43 @@ def main(argv: Sequence[str] | None = None) -> int:
             live=live,
             broker=args.broker,
         )
-    elif args.broker == "xts":
-        job = partial(run_xts_sim, args.host, args.port, args.app_key, args.secret_key, args.tick_interval)
     else:
-        job = partial(run_kite_sim, args.host, args.port, args.api_key, args.access_token, args.tick_interval)
+        usage_error = _sim_argument_error(args)
+        if usage_error is not None:
+            print(
+                f"trading-ws: error: {usage_error}; see 'trading-ws sim {args.broker} --help'",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        if args.broker == "xts":
+            job = partial(
+                run_xts_sim,
+                args.host,
+                args.port,
+                args.app_key,
+                args.secret_key,
+                args.tick_interval,
+                allow_non_loopback=args.allow_non_loopback,
+            )
+        else:
+            job = partial(
+                run_kite_sim,
+                args.host,
+                args.port,
+                args.api_key,
+                args.access_token,
+                args.tick_interval,
+                rest_port=args.rest_port,
+                allow_non_loopback=args.allow_non_loopback,
+            )
     try:
         # Ctrl-C is delivered at a checkpoint of the main task, never inside a library task's bookkeeping.
         trio.run(job, restrict_keyboard_interrupt_to_checkpoints=True)
-    except KeyboardInterrupt:
-        print("stopped", file=sys.stderr)
-        return 130
-    except BaseExceptionGroup as group:
-        # Ctrl-C while tasks run arrives wrapped by the nurseries it passed through, sometimes beside
-        # the errors it caused on its way out (a socket closed under a reader, a feed closed under its
-        # consumer). Ctrl-C anywhere in the group means the user stopped us; those others are echoes.
-        if group.subgroup(KeyboardInterrupt) is not None:
-            print("stopped", file=sys.stderr)
-            return 130
-        raise
+    except (Exception, KeyboardInterrupt, BaseExceptionGroup) as error:
+        code = _exit_code(error)
+        if code is None:
+            raise
+        return code
     return 0
 
 
