@@ -22,11 +22,15 @@ from trading_ws import (
     ConnectError,
     Disconnected,
     Event,
+    KiteBroker,
+    Mode,
     Reconnecting,
     Tick,
+    open_market_data,
 )
 from trading_ws.brokers.kite import open_kite_feed
 from trading_ws.brokers.xts import open_xts_feed
+from trading_ws.sim import kite_instruments_csv
 
 API_KEY = "hostile_key"
 ACCESS_TOKEN = "hostile-access-token-0123456789"
@@ -401,4 +405,32 @@ async def test_xts_exit_is_bounded_when_the_server_ignores_close_and_logout(
         assert scope.cancelled_caught
         assert trio.current_time() - start <= 1.0 + 1e-6
         assert front.logouts == 2
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_malformed_handshake_on_a_reconnect_through_the_manager(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """Rule: through the manager too, a malformed handshake on a reconnect is a failed attempt: the
+    subscription sees Disconnected/Reconnecting, then Connected and ticks again; it never ends."""
+    handler, count = _kite_script({1, 2}, _wrong_accept)
+    async with trio.open_nursery() as nursery:
+        port = await hostile.serve(nursery, handler)
+        kite = KiteBroker(
+            API_KEY,
+            ACCESS_TOKEN,
+            url=f"ws://127.0.0.1:{port}",
+            instruments=kite_instruments_csv(),
+            backoff=FAST,
+        )
+        seen: list[Event] = []
+        async with open_market_data(kite) as md, md.subscribe(["NSE:INFY"], mode=Mode.LTP) as sub:
+            with trio.fail_after(30):
+                async for event in sub:
+                    seen.append(event)
+                    if isinstance(event, Tick) and any(isinstance(e, Connected) for e in seen):
+                        break
+        kinds = [type(e).__name__ for e in seen if not isinstance(e, Tick)]
+        assert kinds == ["Disconnected", "Reconnecting"] * 3 + ["Connected", "Resubscribed", "Gap"]
+        assert count[0] == 4
         nursery.cancel_scope.cancel()
