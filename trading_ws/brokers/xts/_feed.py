@@ -85,6 +85,9 @@ from ._rest import (
 
 __all__ = [
     "BROADCAST_MODES",
+    "DEFAULT_BUFFER",
+    "PING_INTERVAL_BOUNDS",
+    "PING_TIMEOUT_BOUNDS",
     "XTS_FLAVOURS",
     "XtsFeed",
     "XtsFeedStatistics",
@@ -883,7 +886,7 @@ async def open_xts_feed(
     connect_timeout: float = 10.0,
     request_timeout: float = 10.0,
     close_timeout: float = 1.0,
-    buffer: int = 256,
+    buffer: int = DEFAULT_BUFFER,
     max_instruments: int = MAX_SUBSCRIPTIONS,
     allow_insecure: bool = False,
     ssl_context: ssl.SSLContext | None = None,
@@ -922,7 +925,9 @@ async def open_xts_feed(
         connect_timeout: limit for the TCP connect and WebSocket + Socket.IO handshake, each attempt.
         request_timeout: limit for each REST request.
         close_timeout: limit for the closing handshake, and for the logout on exit.
-        buffer: how many socket messages may wait for the consumer before the feed stops reading.
+        buffer: how many events (ticks) may wait for the consumer before the feed stops reading the socket
+            (backpressure; a message is never split, so the bound is `buffer` events plus one message).
+            Snapshots and status events are queued even when it is full.
         max_instruments: instruments allowed (XTS: 50 per session; lowered if the server says so).
         allow_insecure: allow plain ``http://`` to a non-loopback host.
         ssl_context: TLS settings (default: the system's, with verification).
@@ -938,12 +943,18 @@ async def open_xts_feed(
             one task hop per message. It must not block. An exception it raises ends the hand-off: later
             batches are dropped and `receive_batch` raises that exception.
 
+    After the first connection, every failure is a failed attempt (backoff, then a new one), whatever
+    raised it — a refused or malformed handshake, a reset, a TLS error, a silent server — except refused
+    credentials (after one renewal) and the server's ``logout``, which end the feed. Leaving the block
+    takes at most `close_timeout`, however the server behaves.
+
     Raises:
         AuthenticationError: the credentials were refused (`LoginRefusedError`), or the token was
             refused again after one new login (`InvalidTokenError`).
-        RateLimitedError, ConnectTimeout, ConnectError: the first connection could not be made.
+        RateLimitedError, ConnectTimeout, ConnectError: the first connection could not be made (a
+            malformed handshake answer included); the cause is kept as ``__cause__``.
         ConfigurationError: invalid arguments (a non-loopback ``http://`` URL, empty keys, an unknown
-            broadcast mode or flavour...).
+            broadcast mode or flavour, a duration that is not a positive finite number...).
     """
     session = XtsSession(
         app_key,
