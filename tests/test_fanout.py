@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 import trio
 import trio.testing
+from hypothesis import given, strategies as st
 
 from trading_ws import (
     Broker,
+    ConfigurationError,
     Disconnected,
     Event,
     FeedClosedError,
@@ -17,7 +19,7 @@ from trading_ws import (
     SlowConsumerError,
     Tick,
 )
-from trading_ws._fanout import SubscriberQueue
+from trading_ws._fanout import SubscriberQueue, coerce_overflow
 from trading_ws._ratelimit import TokenBucket
 from trading_ws.brokers._queue import BatchQueue
 
@@ -78,7 +80,7 @@ async def test_conflate_keeps_latest_per_instrument_in_first_pending_order() -> 
     ticks = [(e.instrument_token, e.last_price) for e in events if isinstance(e, Tick)]
     assert ticks == [(1, 1.5), (2, 2.5), (3, 3.0)]
     assert any(isinstance(e, Disconnected) for e in events)
-    assert queue.statistics().dropped == 2  # two replaced ticks
+    assert (queue.statistics().conflated, queue.statistics().dropped) == (2, 0)  # two replaced, none lost
     # Capacity bounds the number of instruments pending.
     small = SubscriberQueue(2, Overflow.CONFLATE)
     small.put([tick(1, 1.0), tick(2, 2.0), tick(3, 3.0), tick(2, 2.2)])
@@ -86,7 +88,7 @@ async def test_conflate_keeps_latest_per_instrument_in_first_pending_order() -> 
         (1, 1.0),
         (2, 2.2),
     ]
-    assert small.statistics().dropped == 2
+    assert (small.statistics().conflated, small.statistics().dropped) == (1, 1)
 
 
 async def test_block_is_lossless_until_over_then_fails_loudly() -> None:
@@ -143,8 +145,9 @@ async def test_waiting_consumer_is_cancellable() -> None:
 
 
 def test_invalid_capacity() -> None:
-    with pytest.raises(ValueError):
-        SubscriberQueue(0, Overflow.BLOCK)
+    for bad in (0, -1, 1.5, True, "10", None):
+        with pytest.raises(ConfigurationError):
+            SubscriberQueue(bad, Overflow.BLOCK)  # type: ignore[arg-type]
 
 
 async def test_token_bucket_paces_on_the_trio_clock(autojump_clock: trio.testing.MockClock) -> None:
@@ -175,7 +178,7 @@ async def test_discard_ticks_removes_only_those_instruments() -> None:
         assert any(isinstance(e, Disconnected) for e in events)
         stats = queue.statistics()
         assert stats.discarded == removed
-        assert stats.received == 1 + stats.dropped + stats.depth + stats.discarded
+        assert stats.received == 1 + stats.dropped + stats.conflated + stats.depth + stats.discarded
 
 
 async def test_batch_queue_backpressure_order_and_close() -> None:
@@ -300,3 +303,88 @@ async def test_batch_queue_a_failing_sink_ends_it_and_get_raises_the_error() -> 
     assert queue.closed
     with pytest.raises(ZeroDivisionError, match="consumer bug"):
         await queue.get()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Overflow values, the conflated counter, cancellation of the consumer side
+
+
+@given(st.one_of(st.text(max_size=20), st.sampled_from([m.value for m in Overflow]), st.from_type(type)))
+def test_overflow_accepts_members_and_their_values_and_refuses_the_rest(value: object) -> None:
+    """A member or its string value is that member; anything else is a ConfigurationError (never a silent
+    BLOCK, as ``"conflate"`` used to be)."""
+    values = {m.value: m for m in Overflow}
+    if isinstance(value, str) and value in values:
+        assert coerce_overflow(value) is values[value]
+        assert value == values[value]  # a StrEnum: members compare equal to their values
+    else:
+        with pytest.raises(ConfigurationError, match="overflow must be"):
+            coerce_overflow(value)
+
+
+@pytest.mark.parametrize(
+    "odd", [None, 0, 1, True, "CONFLATE", "Overflow.CONFLATE", " block", b"block", Mode.LTP]
+)
+def test_overflow_refuses_near_misses(odd: object) -> None:
+    with pytest.raises(ConfigurationError):
+        coerce_overflow(odd)
+    with pytest.raises(ConfigurationError):
+        SubscriberQueue(10, odd)  # type: ignore[arg-type]
+
+
+async def test_a_queue_given_a_string_policy_applies_it() -> None:
+    for policy in Overflow:
+        assert coerce_overflow(policy) is policy
+    queue = SubscriberQueue(10, "conflate")  # type: ignore[arg-type]
+    queue.put([tick(1, 1.0), tick(1, 2.0)])
+    assert [e.last_price for e in await drain(queue) if isinstance(e, Tick)] == [2.0]
+
+
+async def test_conflate_counts_replacements_apart_from_losses() -> None:
+    """A replaced tick is superseded, not lost: `conflated` counts it, `dropped` only ticks that could not
+    be kept at all (a new instrument with the buffer full)."""
+    queue = SubscriberQueue(2, Overflow.CONFLATE)
+    queue.put([tick(1, 1.0), tick(2, 2.0), tick(1, 1.1), tick(3, 3.0), tick(1, 1.2), tick(3, 3.1)])
+    stats = queue.statistics()
+    assert (stats.received, stats.conflated, stats.dropped, stats.depth) == (6, 2, 2, 2)
+    got = [e for e in await drain(queue) if isinstance(e, Tick)]
+    assert [(e.instrument_token, e.last_price) for e in got] == [(1, 1.2), (2, 2.0)]
+    stats = queue.statistics()
+    assert stats.received == len(got) + stats.dropped + stats.conflated + stats.depth + stats.discarded
+    for policy in (Overflow.DROP_OLDEST, Overflow.DROP_NEWEST):
+        other = SubscriberQueue(1, policy)
+        other.put([tick(1, 1.0), tick(1, 1.1)])
+        assert (other.statistics().dropped, other.statistics().conflated) == (1, 0)
+
+
+@pytest.mark.parametrize("policy", [Overflow.DROP_OLDEST, Overflow.CONFLATE])
+async def test_a_cancelled_get_takes_nothing_at_its_periodic_checkpoint(policy: Overflow) -> None:
+    """`get` checkpoints every 256 events; a cancellation there must not take (and lose) an event."""
+    queue = SubscriberQueue(1000, policy)
+    queue.put([tick(n, float(n)) for n in range(600)])
+    taken: list[int] = []
+    for _ in range(600):
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            event = await queue.get()
+            assert isinstance(event, Tick)
+            taken.append(event.instrument_token)
+    assert taken == sorted(taken)
+    assert len(taken) < 600  # some calls were cancelled: those took nothing
+    while queue.statistics().depth:
+        event = await queue.get()
+        assert isinstance(event, Tick)
+        taken.append(event.instrument_token)
+    assert taken == list(range(600))
+    assert queue.statistics().delivered == 600
+
+
+async def test_a_cancelled_get_batch_takes_nothing() -> None:
+    queue = SubscriberQueue(10, Overflow.DROP_OLDEST)
+    queue.put([tick(1, 1.0)])
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await queue.get_batch()
+    assert scope.cancelled_caught
+    assert queue.statistics().depth == 1
+    assert len(await queue.get_batch()) == 1

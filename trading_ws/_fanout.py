@@ -6,7 +6,9 @@ happens when a subscriber falls `capacity` ticks behind is its `Overflow` policy
 (connection changes, gaps) are never dropped and never count against the capacity.
 
 This is a bounded memory channel specialised for market data: a plain `trio.MemoryChannel` cannot drop
-its oldest item or replace a pending tick with a newer one, which is what slow consumers need.
+its oldest item or replace a pending tick with a newer one, which is what slow consumers need. As with a
+memory channel, the consumer side is atomic with respect to cancellation: a cancelled `get` or `get_batch`
+took nothing from the queue.
 """
 
 from __future__ import annotations
@@ -18,10 +20,10 @@ from typing import Final
 import attrs
 import trio
 
-from ._errors import FeedClosedError, TradingWsError
+from ._errors import ConfigurationError, FeedClosedError, TradingWsError
 from ._model import Event, Tick
 
-__all__ = ["Overflow", "QueueStatistics", "SlowConsumerError", "SubscriberQueue"]
+__all__ = ["Overflow", "QueueStatistics", "SlowConsumerError", "SubscriberQueue", "coerce_overflow"]
 
 _CHECKPOINT_EVERY: Final = 256
 
@@ -38,8 +40,12 @@ class SlowConsumerError(TradingWsError):
         self.lost = lost
 
 
-class Overflow(enum.Enum):
-    """What a subscription does when its consumer falls `buffer` ticks behind."""
+class Overflow(enum.StrEnum):
+    """What a subscription does when its consumer falls `buffer` ticks behind.
+
+    Wherever a policy is taken, its string value does as well (``overflow="conflate"``), as for `Mode`;
+    members compare equal to their values.
+    """
 
     BLOCK = "block"
     """Lose nothing: ticks wait in the subscription's buffer. The feed never waits for a slow consumer
@@ -52,7 +58,32 @@ class Overflow(enum.Enum):
     CONFLATE = "conflate"
     """Keep only the latest pending tick per instrument, in the order instruments first became
     pending: a slow consumer always reads the newest price of everything it holds. Replaced ticks are
-    counted as dropped; the buffer bounds the number of instruments pending."""
+    counted as ``conflated`` (superseded, not lost); the buffer bounds the number of instruments pending,
+    and a tick of a new instrument that does not fit is dropped (and counted as ``dropped``)."""
+
+
+_OVERFLOWS: Final = {member.value: member for member in Overflow}
+
+
+def coerce_overflow(value: object) -> Overflow:
+    """`value` as an `Overflow`: a member, or one of its string values (``"block"``, ``"drop_oldest"``,
+    ``"drop_newest"``, ``"conflate"``).
+
+    Every entry point that takes a policy calls this before it records anything, so that a bad one is
+    refused up front instead of silently meaning ``BLOCK``. Does not block.
+
+    Raises:
+        ConfigurationError: anything else (``"CONFLATE"``, ``"drop"``, None, 1...); the message lists the
+            accepted values.
+    """
+    if type(value) is Overflow:
+        return value
+    if isinstance(value, str):
+        member = _OVERFLOWS.get(value)
+        if member is not None:
+            return member
+    accepted = ", ".join(repr(v) for v in _OVERFLOWS)
+    raise ConfigurationError(f"overflow must be an Overflow or one of {accepted}, got {value!r:.40}")
 
 
 @attrs.frozen
@@ -64,14 +95,17 @@ class QueueStatistics:
     delivered: int
     """Events handed to the consumer (ticks and status events)."""
     dropped: int
-    """Ticks dropped by the overflow policy (replaced ones too, when conflating)."""
+    """Ticks lost to the overflow policy: never delivered, and no newer tick of theirs was kept instead."""
     depth: int
     """Ticks waiting now."""
     peak: int
     """The most ticks ever waiting at once."""
     discarded: int = 0
-    """Queued ticks removed because their symbol was removed from the subscription (not drops).
-    Always ``received == (ticks consumed) + dropped + depth + discarded``."""
+    """Queued ticks removed because their symbol was removed from the subscription (not drops)."""
+    conflated: int = 0
+    """Ticks replaced by a newer tick of the same instrument before they were read (``CONFLATE`` only):
+    superseded, not lost. Always
+    ``received == (ticks consumed) + dropped + conflated + depth + discarded``."""
 
 
 class SubscriberQueue:
@@ -80,13 +114,16 @@ class SubscriberQueue:
     `put` (synchronous, for the producer) applies the overflow policy; `get`/`get_batch` (async, for the
     consumer) wait for events. `close` ends the queue: the consumer drains what is pending, then gets
     `FeedClosedError`, or the error given to `close`.
+
+    Raises:
+        ConfigurationError: a capacity below 1, or an unknown overflow policy (see `coerce_overflow`).
     """
 
     def __init__(self, capacity: int, overflow: Overflow) -> None:
-        if capacity < 1:
-            raise ValueError("capacity must be at least 1")
+        if type(capacity) is not int or capacity < 1:
+            raise ConfigurationError(f"capacity must be an int of at least 1, got {capacity!r:.40}")
         self._capacity = capacity
-        self._overflow = overflow
+        self._overflow = overflow = coerce_overflow(overflow)
         self._events: deque[Event] = deque()
         self._conflated: dict[object, Event] = {}
         self._ticks = 0  # ticks pending (status events excluded)
@@ -98,6 +135,7 @@ class SubscriberQueue:
         self.received = 0
         self.delivered = 0
         self.dropped = 0
+        self.conflated = 0
         self.discarded = 0
         self.peak = 0
 
@@ -179,7 +217,7 @@ class SubscriberQueue:
                 key = (event.segment, event.instrument_token)
                 if key in pending:
                     pending[key] = event  # keeps its place: fair across instruments
-                    self.dropped += 1
+                    self.conflated += 1
                 elif self._ticks < self._capacity:
                     pending[key] = event
                     self._ticks += 1
@@ -251,6 +289,8 @@ class SubscriberQueue:
     async def get_batch(self) -> list[Event]:
         """Everything pending, waiting until there is something. Checkpoints.
 
+        Cancellation: if cancelled, nothing was taken from the queue.
+
         Raises:
             the error the queue was closed with (e.g. `SlowConsumerError`), or `FeedClosedError`, once
             nothing is pending any more.
@@ -270,39 +310,49 @@ class SubscriberQueue:
     async def get(self) -> Event:
         """The next event, waiting if none is pending. Checkpoints at least once per 256 events.
 
+        Cancellation: if cancelled, nothing was taken from the queue (the periodic checkpoint comes
+        before the event is taken, never after).
+
         Raises:
             as `get_batch`.
         """
+        if self._since_checkpoint >= _CHECKPOINT_EVERY:
+            return await self._get_slow()
         if self._overflow is Overflow.CONFLATE:
             if not self._conflated:
-                self._since_checkpoint = 0
                 return await self._get_slow()
             key = next(iter(self._conflated))
             event = self._conflated.pop(key)
         else:
             if not self._events:
-                self._since_checkpoint = 0
                 return await self._get_slow()
             event = self._events.popleft()
         if type(event) is Tick:
             self._ticks -= 1
         self.delivered += 1
         self._since_checkpoint += 1
-        if self._since_checkpoint >= _CHECKPOINT_EVERY:
-            self._since_checkpoint = 0
-            await trio.lowlevel.checkpoint()
         return event
 
     async def _get_slow(self) -> Event:
-        await trio.lowlevel.checkpoint_if_cancelled()
-        while not self._pending():
+        """`get` when nothing is pending or a checkpoint is due: a full checkpoint, then one event."""
+        await trio.lowlevel.checkpoint_if_cancelled()  # cancelled: nothing taken
+        self._since_checkpoint = 0
+        if self._pending():
+            await trio.lowlevel.cancel_shielded_checkpoint()  # the schedule point, before taking anything
+        while not self._pending():  # (re-checked: a close without draining may have emptied the queue)
             if self._closed:
                 self._raise_closed()
-            await self._lot.park()
-        return await self.get()
+            await self._lot.park()  # cancelled while parked: nothing taken
+        return await self.get()  # takes one without checkpointing (the counter was reset)
 
     def statistics(self) -> QueueStatistics:
         """The queue's counters right now. Does not block."""
         return QueueStatistics(
-            self.received, self.delivered, self.dropped, self._ticks, self.peak, self.discarded
+            self.received,
+            self.delivered,
+            self.dropped,
+            self._ticks,
+            self.peak,
+            self.discarded,
+            self.conflated,
         )
