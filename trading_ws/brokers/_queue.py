@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import logging
+import random
 from collections import deque
-from collections.abc import AsyncIterator, Callable
-from typing import NoReturn
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import NoReturn, TypeVar
 
 import trio
+import trio_websocket
 
-from .._errors import FeedClosedError
-from .._model import Event
+from .._backoff import Backoff
+from .._errors import AuthenticationError, FeedClosedError
+from .._model import Broker, Event
+from .._transport import open_service_nursery
+from ._reconnect import ReconnectPolicy, SupervisorState, supervise
 
 logger = logging.getLogger("trading_ws")
 
@@ -125,20 +131,82 @@ class BatchQueue:
 
 
 class BatchFeed:
-    """What every broker feed shares: its hand-off queue, the batch and event iterators, and how it ends.
+    """What every broker feed shares: its hand-off queue, the batch and event iterators, the reconnect
+    loop it runs under (`supervise`, as its `Connector`), and how it opens and ends (`run_feed`).
 
-    A subclass calls `_init_feed` in its constructor, sets `_failure` (then closes the queue) when it
-    fails for good, and sets `_closed` when its block ends. `_feed_name` names it in errors.
+    A subclass calls `_init_feed` in its constructor and supplies one connection attempt
+    (`connect_once`), its renewal (`can_renew`, `renew`) and its secrets (`scrub`). `_feed_name` names it
+    in errors and logs.
     """
 
     _feed_name = "broker"
+    _broker: Broker
+    _log: logging.Logger
 
-    def _init_feed(self, buffer: int, sink: Sink | None) -> None:
+    def _init_feed(
+        self,
+        buffer: int,
+        sink: Sink | None,
+        *,
+        backoff: Backoff,
+        rng: random.Random | None,
+        connection_id: int,
+    ) -> None:
         self._queue = BatchQueue(buffer, sink)
         self._pending: deque[Event] = deque()
         self._failure: BaseException | None = None
         self._failure_seen = False
         self._closed = False
+        self._backoff = backoff
+        self._rng = rng if rng is not None else random.Random()
+        self._connection_id = connection_id
+        self._state = SupervisorState()
+        self._ws: trio_websocket.WebSocketConnection | None = None
+
+    @property
+    def connected(self) -> bool:
+        """Whether the connection is up right now."""
+        return self._ws is not None
+
+    # The Connector protocol (see `supervise`); a subclass supplies the last four.
+
+    @property
+    def closing(self) -> bool:
+        return self._closed
+
+    async def connect_once(self, up: Callable[[], None]) -> NoReturn:
+        raise NotImplementedError
+
+    def can_renew(self, error: AuthenticationError) -> bool:
+        raise NotImplementedError
+
+    async def renew(self) -> None:
+        raise NotImplementedError
+
+    def scrub(self, text: str) -> str:
+        raise NotImplementedError
+
+    async def _run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Connect, read, and reconnect until cancelled, under `supervise`; reports readiness after the
+        first connection. Errors before it propagate (through ``nursery.start``); a later failure for good
+        is recorded and raised to the consumer."""
+        try:
+            self._failure = await supervise(
+                self,
+                ReconnectPolicy(self._backoff, self._rng),
+                broker=self._broker,
+                connection_id=self._connection_id,
+                emit=self._emit,
+                log=self._log,
+                state=self._state,
+                task_status=task_status,
+            )
+        finally:
+            self._ws = None
+            self._queue.close()
+
+    def _emit(self, event: Event) -> None:
+        self._queue.put_nowait([event])
 
     async def receive_batch(self) -> list[Event]:
         """Wait for the next batch of events: one socket message's worth, the snapshots of a subscribe
@@ -186,3 +254,25 @@ class BatchFeed:
             raise FeedClosedError(f"the {self._feed_name} feed has failed") from self._failure
         if self._closed:
             raise FeedClosedError(f"the {self._feed_name} feed is closed")
+
+
+_F = TypeVar("_F", bound=BatchFeed)
+
+
+@asynccontextmanager
+async def run_feed(feed: _F, leave: Callable[[], Awaitable[None]] | None = None) -> AsyncIterator[_F]:
+    """Run `feed`'s connection loop for the block: entering waits for the first connection (its failure is
+    raised here); leaving marks the feed closed, runs `leave` (a bounded goodbye to the broker, while the
+    connection's tasks still run), stops the loop, and raises the feed's failure for good if the consumer
+    never saw it."""
+    async with open_service_nursery() as nursery:
+        await nursery.start(feed._run)
+        try:
+            yield feed
+        finally:
+            feed._closed = True
+            if leave is not None:
+                await leave()
+            nursery.cancel_scope.cancel()
+    if feed._failure is not None and not feed._failure_seen:
+        raise feed._failure

@@ -32,11 +32,11 @@ from ..._errors import (
 from ..._model import Broker, BrokerError, BrokerMessage, Connected, Event, Mode, Resubscribed, coerce_mode
 from ..._ratelimit import TokenBucket
 from ..._scrub import EVENT_TEXT_LIMIT, forget_secret, remember_secret, scrub
-from ..._transport import DEFAULT_MAX_MESSAGE_SIZE, open_service_nursery, open_ws, parse_ws_url, redact_url
+from ..._transport import DEFAULT_MAX_MESSAGE_SIZE, open_ws, parse_ws_url, redact_url
 from ..._validate import check_credential, check_int, check_seconds
 from ..._version import __version__
-from .._queue import BatchFeed, Sink
-from .._reconnect import ConnectionLost, ReconnectPolicy, SupervisorState, supervise
+from .._queue import BatchFeed, Sink, run_feed
+from .._reconnect import ConnectionLost
 from ._codec import decode_frame, encode_control
 
 __all__ = [
@@ -97,6 +97,8 @@ class KiteFeed(BatchFeed):
     """
 
     _feed_name = "Kite"
+    _broker = Broker.KITE
+    _log = logger
 
     def __init__(
         self,
@@ -140,23 +142,18 @@ class KiteFeed(BatchFeed):
         self._api_key = api_key
         self._access_token = access_token
         self._token_provider = token_provider
-        self._backoff = backoff
         self._watchdog_timeout = watchdog_timeout
         self._connect_timeout = connect_timeout
         self._close_timeout = close_timeout
         self._max_instruments = max_instruments
         self._ssl_context = ssl_context
-        self._rng = rng if rng is not None else random.Random()
-        self._connection_id = connection_id
         self._limiter = rate_limiter
         self._max_message_size = max_message_size
         self._oversized = 0
         self._modes: dict[int, Mode] = {}
-        self._ws: trio_websocket.WebSocketConnection | None = None
         self._conn_scope: trio.CancelScope | None = None
         self._send_lock = trio.StrictFIFOLock()
-        self._init_feed(buffer, sink)
-        self._state = SupervisorState()
+        self._init_feed(buffer, sink, backoff=backoff, rng=rng, connection_id=connection_id)
         self._frames = self._heartbeats = self._ticks = self._decode_errors = 0
         self._last_frame_at: float | None = None
 
@@ -169,11 +166,6 @@ class KiteFeed(BatchFeed):
 
     # -----------------------------------------------------------------------------------------------
     # Public API
-
-    @property
-    def connected(self) -> bool:
-        """Whether the WebSocket is up right now."""
-        return self._ws is not None
 
     @property
     def subscriptions(self) -> dict[int, Mode]:
@@ -319,14 +311,7 @@ class KiteFeed(BatchFeed):
         query = urlencode({"api_key": self._api_key, "access_token": self._access_token})
         return f"{self._endpoint.path}?{query}"
 
-    def _emit(self, event: Event) -> None:
-        self._queue.put_nowait([event])
-
     # The Connector protocol (see `supervise`)
-
-    @property
-    def closing(self) -> bool:
-        return self._closed
 
     def can_renew(self, error: AuthenticationError) -> bool:
         return self._token_provider is not None
@@ -357,26 +342,6 @@ class KiteFeed(BatchFeed):
         if type(event) is BrokerError or type(event) is BrokerMessage:
             return attrs.evolve(event, text=scrub(event.text, (self._access_token,), EVENT_TEXT_LIMIT))
         return event
-
-    async def _run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Connect, read, and reconnect until cancelled (under `supervise`); reports readiness after the
-        first connection. Errors before the first connection propagate (through ``nursery.start``); a later
-        failure for good is recorded and raised to the consumer."""
-        try:
-            failure = await supervise(
-                self,
-                ReconnectPolicy(self._backoff, self._rng),
-                broker=Broker.KITE,
-                connection_id=self._connection_id,
-                emit=self._emit,
-                log=logger,
-                state=self._state,
-                task_status=task_status,
-            )
-            self._failure = failure
-        finally:
-            self._ws = None
-            self._queue.close()
 
     async def connect_once(self, up: Callable[[], None]) -> NoReturn:
         """One connection, from handshake to loss (see `Connector.connect_once`)."""
@@ -563,14 +528,7 @@ async def open_kite_feed(
     )
     remember_secret(feed._access_token)
     try:
-        async with open_service_nursery() as nursery:
-            await nursery.start(feed._run)
-            try:
-                yield feed
-            finally:
-                feed._closed = True
-                nursery.cancel_scope.cancel()
+        async with run_feed(feed) as running:
+            yield running
     finally:
         forget_secret(feed._access_token)
-    if feed._failure is not None and not feed._failure_seen:
-        raise feed._failure

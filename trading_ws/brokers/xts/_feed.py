@@ -57,8 +57,8 @@ from ..._scrub import EVENT_TEXT_LIMIT, forget_secret, remember_secret, scrub
 from ..._transport import open_service_nursery, open_ws
 from ..._validate import check_int, check_seconds
 from ..._version import __version__
-from .._queue import BatchFeed, Sink
-from .._reconnect import ConnectionLost, ReconnectPolicy, SupervisorState, supervise
+from .._queue import BatchFeed, Sink, run_feed
+from .._reconnect import ConnectionLost
 from ._codec import CODE_TO_MODE, MESSAGE_CODES, MODE_TO_CODE, decode_event, decode_message, event_name
 from ._engineio import (
     EioClose,
@@ -190,6 +190,8 @@ class XtsFeed(BatchFeed):
     """
 
     _feed_name = "XTS"
+    _broker = _XTS
+    _log = logger
 
     def __init__(
         self,
@@ -229,23 +231,18 @@ class XtsFeed(BatchFeed):
         self._broadcast_mode = mode
         self._flavour = flavour
         self._provider = credentials_provider
-        self._backoff = backoff
         self._slack = ping_timeout_slack
         self._connect_timeout = connect_timeout
         self._close_timeout = close_timeout
         self._max_instruments = max_instruments
         self._ssl_context = ssl_context
-        self._rng = rng if rng is not None else random.Random()
-        self._connection_id = connection_id
         self._limiter = rate_limiter
         self._wanted: dict[Key, Mode] = {}
         self._lock = trio.StrictFIFOLock()
-        self._init_feed(buffer, sink)
+        self._init_feed(buffer, sink, backoff=backoff, rng=rng, connection_id=connection_id)
         self._awaiting: dict[Key, Mode] = {}
         self._held: list[Tick] = []
-        self._ws: trio_websocket.WebSocketConnection | None = None
         self._conn_scope: trio.CancelScope | None = None
-        self._state = SupervisorState()
         self._token_shown: str | None = None  # the session token given to `remember_secret`
         self._frames = self._ticks = self._snapshots = self._decode_errors = self._unknown = 0
         self._pings = self._pongs = 0
@@ -260,11 +257,6 @@ class XtsFeed(BatchFeed):
 
     # -----------------------------------------------------------------------------------------------
     # Public API
-
-    @property
-    def connected(self) -> bool:
-        """Whether the Socket.IO connection is up right now."""
-        return self._ws is not None
 
     @property
     def flavour(self) -> str:
@@ -565,10 +557,6 @@ class XtsFeed(BatchFeed):
 
     # The Connector protocol (see `supervise`)
 
-    @property
-    def closing(self) -> bool:
-        return self._closed
-
     def can_renew(self, error: AuthenticationError) -> bool:
         # A refused token is answered by a new login (with the same keys, or the provider's); a refused
         # login only with a provider; the server's logout never (another login took the session).
@@ -587,25 +575,6 @@ class XtsFeed(BatchFeed):
         """A server-provided payload as safe text (secrets out, control characters escaped, capped)."""
         session = self._session
         return scrub(_text_of(data), (session.token, session._secret_key), EVENT_TEXT_LIMIT)
-
-    async def _run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Log in, connect, read, and reconnect until cancelled (under `supervise`); reports readiness
-        after the first connection. Errors before the first connection propagate (through
-        ``nursery.start``); a later failure for good is recorded and raised to the consumer."""
-        try:
-            self._failure = await supervise(
-                self,
-                ReconnectPolicy(self._backoff, self._rng),
-                broker=_XTS,
-                connection_id=self._connection_id,
-                emit=lambda event: self._queue.put_nowait([event]),
-                log=logger,
-                state=self._state,
-                task_status=task_status,
-            )
-        finally:
-            self._ws = None
-            self._queue.close()
 
     def _resource(self) -> str:
         session = self._session
@@ -986,34 +955,23 @@ async def open_xts_feed(
     )
     remember_secret(secret_key)
     try:
-        async with _open(feed, session, close_timeout, logout_on_exit) as opened:
-            yield opened
+        async with session:
+            left = False
+
+            async def leave() -> None:
+                nonlocal left
+                left = True
+                await feed._leave(trio.current_time() + close_timeout, logout_on_exit)
+
+            try:
+                async with run_feed(feed, leave) as running:
+                    yield running
+            finally:
+                feed._closed = True
+                if feed._failure is None:
+                    feed._queue.close(discard=True)
+                if not left:  # the open failed: still log out of a session it may have made
+                    await feed._leave(trio.current_time() + close_timeout, logout_on_exit)
     finally:
         forget_secret(secret_key)
         forget_secret(feed._token_shown)
-
-
-@asynccontextmanager
-async def _open(
-    feed: XtsFeed, session: XtsSession, close_timeout: float, logout_on_exit: bool
-) -> AsyncIterator[XtsFeed]:
-    async with session:
-        left = False
-        try:
-            async with open_service_nursery() as nursery:
-                await nursery.start(feed._run)
-                try:
-                    yield feed
-                finally:
-                    feed._closed = True
-                    left = True
-                    await feed._leave(trio.current_time() + close_timeout, logout_on_exit)
-                    nursery.cancel_scope.cancel()
-        finally:
-            feed._closed = True
-            if feed._failure is None:
-                feed._queue.close(discard=True)
-            if not left:  # the open failed: still log out of a session it may have made
-                await feed._leave(trio.current_time() + close_timeout, logout_on_exit)
-    if feed._failure is not None and not feed._failure_seen:
-        raise feed._failure
