@@ -174,9 +174,9 @@ class Scripted:
         self.attempts = 0
         self.renewals = 0
         self.renewable = renewable
-        self.closing = False
+        self._closing = False
 
-    async def connect_once(self, up: Callable[[], None]) -> NoReturn:
+    async def _connect_once(self, up: Callable[[], None]) -> NoReturn:
         self.attempts += 1
         await trio.sleep(0.01)
         step = self.script.pop(0) if self.script else "up-forever"
@@ -188,13 +188,13 @@ class Scripted:
             up()
         raise step
 
-    def can_renew(self, error: AuthenticationError) -> bool:
+    def _can_renew(self, error: AuthenticationError) -> bool:
         return self.renewable
 
-    async def renew(self) -> None:
+    async def _renew_credentials(self) -> None:
         self.renewals += 1
 
-    def scrub(self, text: str) -> str:
+    def _scrub(self, text: str) -> str:
         return text.replace("SECRET", "***")
 
 
@@ -319,10 +319,10 @@ async def test_supervisor_returns_quietly_while_the_feed_is_closing(autojump_clo
 
     async def connect_once(up: Callable[[], None]) -> NoReturn:
         up()
-        connector.closing = True
+        connector._closing = True
         raise ConnectionLost("closed by us", got_data=True)
 
-    connector.connect_once = connect_once  # type: ignore[method-assign]
+    connector._connect_once = connect_once  # type: ignore[method-assign]
     events: list[Event] = []
     async with trio.open_nursery() as nursery:
         result = await _supervise_to_end(connector, events, SupervisorState(), nursery)

@@ -135,8 +135,8 @@ class BatchFeed:
     loop it runs under (`supervise`, as its `Connector`), and how it opens and ends (`run_feed`).
 
     A subclass calls `_init_feed` in its constructor and supplies one connection attempt
-    (`connect_once`), its renewal (`can_renew`, `renew`) and its secrets (`scrub`). `_feed_name` names it
-    in errors and logs.
+    (`_connect_once`), its renewal (`_can_renew`, `_renew_credentials`) and its secrets (`_scrub`).
+    `_feed_name` names it in errors and logs.
     """
 
     _feed_name = "broker"
@@ -171,19 +171,19 @@ class BatchFeed:
     # The Connector protocol (see `supervise`); a subclass supplies the last four.
 
     @property
-    def closing(self) -> bool:
+    def _closing(self) -> bool:
         return self._closed
 
-    async def connect_once(self, up: Callable[[], None]) -> NoReturn:
+    async def _connect_once(self, up: Callable[[], None]) -> NoReturn:
         raise NotImplementedError
 
-    def can_renew(self, error: AuthenticationError) -> bool:
+    def _can_renew(self, error: AuthenticationError) -> bool:
         raise NotImplementedError
 
-    async def renew(self) -> None:
+    async def _renew_credentials(self) -> None:
         raise NotImplementedError
 
-    def scrub(self, text: str) -> str:
+    def _scrub(self, text: str) -> str:
         raise NotImplementedError
 
     async def _run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

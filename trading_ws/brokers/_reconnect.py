@@ -2,7 +2,7 @@
 
 `ReconnectPolicy` decides, without sockets or clocks, what follows a failed or lost connection: wait and
 retry, renew the credentials once, or give up. `supervise` is the only loop: it runs a feed's
-``connect_once`` (handshake, resubscribe, read until the connection dies) under the policy, reports each
+``_connect_once`` (handshake, resubscribe, read until the connection dies) under the policy, reports each
 step as a status event, and turns every error into one of three outcomes:
 
 - before the first connection is up, an error is raised to whoever opened the feed (through
@@ -138,11 +138,11 @@ class Connector(Protocol):
     """What a feed gives the supervisor: one connection attempt, and how to renew its credentials."""
 
     @property
-    def closing(self) -> bool:
+    def _closing(self) -> bool:
         """True once the feed's block is ending: a connection error then is expected, not a failure."""
         ...
 
-    async def connect_once(self, up: Callable[[], None]) -> NoReturn:
+    async def _connect_once(self, up: Callable[[], None]) -> NoReturn:
         """Connect, restore subscriptions, call `up` once healthy, then read until the connection dies.
 
         Raises:
@@ -152,11 +152,11 @@ class Connector(Protocol):
         """
         ...
 
-    def can_renew(self, error: AuthenticationError) -> bool:
-        """Whether `renew` can answer this refusal."""
+    def _can_renew(self, error: AuthenticationError) -> bool:
+        """Whether `_renew_credentials` can answer this refusal."""
         ...
 
-    async def renew(self) -> None:
+    async def _renew_credentials(self) -> None:
         """Get fresh credentials for the next attempt.
 
         Raises:
@@ -164,7 +164,7 @@ class Connector(Protocol):
         """
         ...
 
-    def scrub(self, text: str) -> str:
+    def _scrub(self, text: str) -> str:
         """`text` with this feed's secrets and control characters taken out (for logs and events)."""
         ...
 
@@ -196,7 +196,7 @@ async def supervise(
     raised (through ``nursery.start``, so the caller of the feed's opener sees it), mapped into the
     library's tree. Afterwards it emits `Disconnected` after each failed or lost attempt and
     `Reconnecting` before each new one, and never raises an `Exception`: a failure for good is returned.
-    Returns None when the feed's block is ending (`Connector.closing`).
+    Returns None when the feed's block is ending (`Connector._closing`).
     """
     name = broker.value.capitalize() if broker is Broker.KITE else broker.value.upper()
     is_up = False
@@ -213,7 +213,7 @@ async def supervise(
     while True:
         is_up = False
         try:
-            await connector.connect_once(up)
+            await connector._connect_once(up)
         except ConnectionLost as exc:
             error: TradingWsError = exc
             got_data = exc.got_data
@@ -225,7 +225,7 @@ async def supervise(
             # running feed for good (that is the broker's or the network's fault to forgive), but say so
             # loudly, with the traceback.
             raw = f"{type(exc).__name__}: {exc}"
-            text = connector.scrub(raw)
+            text = connector._scrub(raw)
             safe = text == raw  # the traceback and the cause would show the error's text as it is
             log.error("%s connection %d: unexpected error: %s", name, connection_id, text, exc_info=safe)
             error = ConnectError(f"unexpected error: {text}")
@@ -234,13 +234,13 @@ async def supervise(
             else:
                 error.__suppress_context__ = True
             got_data = False
-        if connector.closing:
+        if connector._closing:
             return None
         if is_up:
             state.reconnects += 1
-        renewable = isinstance(error, AuthenticationError) and connector.can_renew(error)
+        renewable = isinstance(error, AuthenticationError) and connector._can_renew(error)
         decision = policy.failed(error, got_data=got_data, renewable=renewable)
-        reason = connector.scrub(str(error))
+        reason = connector._scrub(str(error))
         if isinstance(decision, GiveUp) and not policy.started:
             raise decision.error
         # Every failed attempt is reported, except a refusal that is renewed before its connection came
@@ -254,11 +254,11 @@ async def supervise(
         if isinstance(decision, Renew):
             log.warning("%s connection %d: %s; renewing the credentials", name, connection_id, reason)
             try:
-                await connector.renew()
+                await connector._renew_credentials()
             except AuthenticationError as exc:
                 if not policy.started:
                     raise
-                text = connector.scrub(str(exc))
+                text = connector._scrub(str(exc))
                 log.error("%s connection %d failed for good: %s", name, connection_id, text)
                 return exc
             if announce:

@@ -18,6 +18,7 @@ from ._codec import (
     price_divisor as price_divisor,
 )
 from ._feed import (
+    DEFAULT_BUFFER as DEFAULT_BUFFER,
     KITE_WS_URL as KITE_WS_URL,
     MAX_INSTRUMENTS_PER_CONNECTION as MAX_INSTRUMENTS_PER_CONNECTION,
     KiteFeed as KiteFeed,
@@ -27,6 +28,7 @@ from ._feed import (
 from ._instruments import KiteInstrument as KiteInstrument, parse_instruments_csv as parse_instruments_csv
 
 __all__ = [
+    "DEFAULT_BUFFER",
     "KITE_WS_URL",
     "MAX_INSTRUMENTS_PER_CONNECTION",
     "ControlMessage",

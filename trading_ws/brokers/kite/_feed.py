@@ -50,6 +50,7 @@ __all__ = [
 
 logger = logging.getLogger("trading_ws.kite")
 
+#: The production ticker's root URL.
 KITE_WS_URL: Final = "wss://ws.kite.trade"
 #: The default `buffer` of a standalone feed: events waiting for the consumer before the feed stops reading.
 DEFAULT_BUFFER: Final = 20_000
@@ -313,10 +314,10 @@ class KiteFeed(BatchFeed):
 
     # The Connector protocol (see `supervise`)
 
-    def can_renew(self, error: AuthenticationError) -> bool:
+    def _can_renew(self, error: AuthenticationError) -> bool:
         return self._token_provider is not None
 
-    async def renew(self) -> None:
+    async def _renew_credentials(self) -> None:
         provider = self._token_provider
         assert provider is not None
         try:
@@ -325,7 +326,7 @@ class KiteFeed(BatchFeed):
             raise
         except Exception as exc:
             raise AuthenticationError(
-                f"the token provider failed: {type(exc).__name__}: {self.scrub(str(exc))}"
+                f"the token provider failed: {type(exc).__name__}: {self._scrub(str(exc))}"
             ) from exc
         if not isinstance(token, str) or not token or not token.isprintable() or not token.isascii():
             raise AuthenticationError("the token provider returned no usable access token")
@@ -333,7 +334,7 @@ class KiteFeed(BatchFeed):
         forget_secret(self._access_token)
         self._access_token = token
 
-    def scrub(self, text: str) -> str:
+    def _scrub(self, text: str) -> str:
         return scrub(text, (self._access_token,))
 
     def _scrub_event(self, event: Event) -> Event:
@@ -343,8 +344,8 @@ class KiteFeed(BatchFeed):
             return attrs.evolve(event, text=scrub(event.text, (self._access_token,), EVENT_TEXT_LIMIT))
         return event
 
-    async def connect_once(self, up: Callable[[], None]) -> NoReturn:
-        """One connection, from handshake to loss (see `Connector.connect_once`)."""
+    async def _connect_once(self, up: Callable[[], None]) -> NoReturn:
+        """One connection, from handshake to loss (see `Connector._connect_once`)."""
         if self._limiter is not None:
             await self._limiter.acquire()
         first = self._state.connects == 0
@@ -356,7 +357,7 @@ class KiteFeed(BatchFeed):
             close_timeout=self._close_timeout,
             max_message_size=self._max_message_size,
             ssl_context=self._ssl_context,
-            scrub=self.scrub,
+            scrub=self._scrub,
         ) as ws:
             try:
                 with trio.CancelScope() as self._conn_scope:
@@ -409,7 +410,7 @@ class KiteFeed(BatchFeed):
                         events = decode_frame(message)
                     except DecodeError as exc:
                         self._decode_errors += 1
-                        text = self.scrub(str(exc))
+                        text = self._scrub(str(exc))
                         logger.warning("skipping a malformed Kite message (%d bytes): %s", len(exc.raw), text)
                         events = list(exc.events)
                     if type(message) is str and events:
@@ -428,7 +429,7 @@ class KiteFeed(BatchFeed):
                 logger.warning(
                     "a Kite message exceeded %d bytes; connection closed (1009)", self._max_message_size
                 )
-            detail = f", {self.scrub(reason.reason)}" if reason.reason else ""
+            detail = f", {self._scrub(reason.reason)}" if reason.reason else ""
             raise ConnectionLost(f"connection closed (code {reason.code}{detail})", got_data) from None
         raise ConnectionLost(f"no data for {timeout:g} s: connection presumed dead", got_data)
 

@@ -106,8 +106,9 @@ _FEED_CODES: Final = frozenset(MODE_TO_CODE.values())
 _MARKET_EVENTS: Final = frozenset(event_name(c, p) for c in MESSAGE_CODES for p in (False, True))
 _DEFAULT_PING_INTERVAL: Final = 25.0
 #: The server chooses pingInterval and pingTimeout; a hostile one could make us ping a thousand times a
-#: second or never notice a dead connection. Its values are clamped to these bounds (seconds).
+#: second or never notice a dead connection. Its pingInterval is clamped to these bounds (seconds).
 PING_INTERVAL_BOUNDS: Final = (1.0, 60.0)
+#: The bounds (seconds) its pingTimeout is clamped to (see `PING_INTERVAL_BOUNDS`).
 PING_TIMEOUT_BOUNDS: Final = (1.0, 120.0)
 #: The default `buffer`: events waiting for the consumer before the feed stops reading the socket.
 DEFAULT_BUFFER: Final = 20_000
@@ -532,7 +533,7 @@ class XtsFeed(BatchFeed):
             try:
                 await session.logout()
             except TradingWsError as exc:
-                logger.info("XTS logout on exit failed: %s", self.scrub(str(exc)))
+                logger.info("XTS logout on exit failed: %s", self._scrub(str(exc)))
 
         with trio.CancelScope(shield=True, deadline=deadline):
             async with trio.open_nursery() as nursery:
@@ -557,17 +558,17 @@ class XtsFeed(BatchFeed):
 
     # The Connector protocol (see `supervise`)
 
-    def can_renew(self, error: AuthenticationError) -> bool:
+    def _can_renew(self, error: AuthenticationError) -> bool:
         # A refused token is answered by a new login (with the same keys, or the provider's); a refused
         # login only with a provider; the server's logout never (another login took the session).
         return isinstance(error, InvalidTokenError) or (
             isinstance(error, LoginRefusedError) and self._provider is not None
         )
 
-    async def renew(self) -> None:
+    async def _renew_credentials(self) -> None:
         await self._renew()
 
-    def scrub(self, text: str) -> str:
+    def _scrub(self, text: str) -> str:
         session = self._session
         return scrub(text, (session.token, session._secret_key))
 
@@ -590,9 +591,9 @@ class XtsFeed(BatchFeed):
         )
         return f"{session.endpoints.socket.path}?{query}"
 
-    async def connect_once(self, up: Callable[[], None]) -> NoReturn:
+    async def _connect_once(self, up: Callable[[], None]) -> NoReturn:
         """One connection: log in if needed, the handshake, the sync, then read until the connection dies
-        (see `Connector.connect_once`).
+        (see `Connector._connect_once`).
 
         Raises AuthenticationError (InvalidTokenError for a refused token), or ConnectError
         (ConnectionLost once up).
@@ -616,7 +617,7 @@ class XtsFeed(BatchFeed):
                 connect_timeout=self._connect_timeout,
                 close_timeout=self._close_timeout,
                 ssl_context=self._ssl_context,
-                scrub=self.scrub,
+                scrub=self._scrub,
             ) as ws:
                 opened = await self._handshake(ws)
                 logger.info(
@@ -675,7 +676,8 @@ class XtsFeed(BatchFeed):
                     try:
                         packet = parse_packet(message)
                     except DecodeError as exc:
-                        raise ConnectError(f"malformed Engine.IO handshake: {self.scrub(str(exc))}") from None
+                        text = self._scrub(str(exc))
+                        raise ConnectError(f"malformed Engine.IO handshake: {text}") from None
                     if isinstance(packet, OpenPacket):
                         opened = attrs.evolve(
                             packet,
@@ -721,9 +723,9 @@ class XtsFeed(BatchFeed):
             self._decode_errors += 1
             logger.warning(
                 "skipping a malformed XTS %s event (%d chars): %s",
-                self.scrub(name),
+                self._scrub(name),
                 len(exc.raw),
-                self.scrub(str(exc)),
+                self._scrub(str(exc)),
             )
             return list(exc.events)
         if events:
@@ -739,7 +741,7 @@ class XtsFeed(BatchFeed):
         else:
             self._unknown += 1
             if name not in _MARKET_EVENTS:
-                logger.debug("ignoring an unknown XTS event %s", self.scrub(repr(name)))
+                logger.debug("ignoring an unknown XTS event %s", self._scrub(repr(name)))
         return []
 
     def _hold_back(self, events: list[Event]) -> list[Event]:
@@ -784,7 +786,7 @@ class XtsFeed(BatchFeed):
                         decoded = decode_message(message, received_at)
                     except DecodeError as exc:
                         self._decode_errors += 1
-                        text = self.scrub(str(exc))
+                        text = self._scrub(str(exc))
                         logger.warning("skipping a malformed XTS message (%d chars): %s", len(message), text)
                         decoded = list(exc.events)
                         if not decoded:
@@ -832,7 +834,7 @@ class XtsFeed(BatchFeed):
             reason = exc.reason
             if reason is None:
                 raise ConnectionLost("connection closed", got_data) from None
-            detail = f", {self.scrub(reason.reason)}" if reason.reason else ""
+            detail = f", {self._scrub(reason.reason)}" if reason.reason else ""
             raise ConnectionLost(f"connection closed (code {reason.code}{detail})", got_data) from None
         raise ConnectionLost(
             f"no pong or data for {limit:g} s (pingInterval {opened.ping_interval:g} + pingTimeout "
