@@ -201,6 +201,44 @@ async def test_a_connection_failing_under_a_request_is_a_connect_error_and_nothi
         assert broker.upstream() == {TOKENS[B]: Mode.QUOTE}
 
 
+async def test_a_newcomer_waiting_while_a_connection_fails_gets_a_fresh_one() -> None:
+    """A subscription asking for an instrument of a connection that fails meanwhile (its failure waiting
+    for the change in progress) is placed on a fresh connection, never on the dead one."""
+    broker = FakeBroker()
+    async with (
+        open_market_data(broker) as md,
+        md.subscribe([A]) as first,
+        md.subscribe([]) as busy,
+        md.subscribe([]) as newcomer,
+    ):
+        broker.hold("subscribe")
+        async with trio.open_nursery() as nursery:
+
+            async def busy_add() -> None:
+                with pytest.raises(ConnectError):
+                    await busy.add([C])  # holds the lock, its request parked on connection 0
+
+            async def newcomer_add() -> None:
+                await newcomer.add([A])
+
+            nursery.start_soon(busy_add)
+            await broker.parked("subscribe").wait()
+            nursery.start_soon(newcomer_add)
+            await trio.testing.wait_all_tasks_blocked()  # the newcomer waits for the lock
+            feed(broker).fail(ConnectError("gone for good"))
+            await trio.testing.wait_all_tasks_blocked()  # the failure waits for the lock too
+            broker.release("subscribe")
+        with pytest.raises(ConnectError, match="gone for good"):
+            await first.receive_batch()
+        await trio.testing.wait_all_tasks_blocked()
+        assert newcomer.symbols == {A}
+        assert feed(broker, 1).subscriptions == {TOKENS[A]: Mode.QUOTE}
+        feed(broker, 1).emit(tick(A))
+        with trio.fail_after(1):
+            await newcomer.wait_ready()
+        assert [t.symbol for t in await ticks_of(newcomer)] == [A]
+
+
 # ---------------------------------------------------------------------------------------------------------
 # subscribe (entering the block)
 
@@ -286,6 +324,22 @@ async def test_remove_cancelled_during_the_unsubscribe_has_removed_and_the_unsub
         assert instruments(md) == 1
         await sub.add([B])  # and B can be added again
         assert broker.upstream() == {TOKENS[A]: Mode.QUOTE, TOKENS[B]: Mode.QUOTE}
+
+
+async def test_a_failed_unsubscribe_is_logged_not_raised_and_the_next_change_makes_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    broker = FakeBroker()
+    async with open_market_data(broker) as md, md.subscribe([A, B]) as sub:
+        broker.fail_next("unsubscribe", RuntimeError("the broker is having a day"))
+        await sub.remove([B])  # applied: the upstream part is the manager's business
+        assert sub.symbols == {A}
+        assert TOKENS[B] in broker.upstream()
+        assert "having a day" in caplog.text
+        await sub.add([C])  # makes the unsubscribe first, then its own request
+        assert broker.upstream() == {TOKENS[A]: Mode.QUOTE, TOKENS[C]: Mode.QUOTE}
+        assert [r[0] for r in feed(broker).requests[-2:]] == ["unsubscribe", "subscribe"]
+        assert instruments(md) == 2
 
 
 async def test_leaving_while_the_broker_does_not_take_the_unsubscribe(
