@@ -6,7 +6,7 @@ from datetime import date
 from typing import Any
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 from trading_ws import DecodeError
 from trading_ws.brokers.xts import (
@@ -147,14 +147,21 @@ def test_short_cash_row_without_isin_still_parses() -> None:
         (INDEX_FUTURE.replace("2026-12-29T14:30:00", "29Dec2026"), "isoformat"),
         (INDEX_OPTION.replace("|14000|3|", "|fourteen|3|"), "could not convert"),
         (INDEX_OPTION.replace("|75|1|-1|", "|7.5|1|-1|"), "expected an integer"),
+        (EQUITY.replace("|2885|", "|0|"), "positive 64-bit"),
+        (EQUITY.replace("|2885|", "|-2885|"), "positive 64-bit"),
+        (EQUITY.replace("|2885|", f"|{2**63}|"), "positive 64-bit"),
+        (EQUITY.replace("NSECM|", "NSE\x1b[2J\x85\u2028CM" + "x" * 5000 + "|", 1), "unknown segment"),
     ],
 )
 def test_malformed_rows_raise_with_line_number(row: str, reason: str) -> None:
     text = "\n".join([EQUITY, row, INDEX_FUTURE])
     with pytest.raises(DecodeError) as info:
         parse_master(text)
-    assert "line 2" in str(info.value)
-    assert reason in str(info.value)
+    message = str(info.value)
+    assert "line 2" in message
+    assert reason in message
+    assert len(message) <= 300  # server text is quoted cut short, with control characters escaped
+    assert not any(char in message for char in "\r\n\x1b")
     assert info.value.raw == row
     good, bad = parse_master_lenient(text)
     assert [i.instrument_id for i in good] == [2885, 35013]
@@ -213,7 +220,7 @@ def instruments(draw: st.DrawFn) -> XtsInstrument:
     common: dict[str, Any] = {
         "segment": segment,
         "segment_id": SEGMENT_IDS[segment],
-        "instrument_id": draw(st.integers(0, 2**53)),
+        "instrument_id": draw(st.integers(1, 2**53)),
         "instrument_type": draw(st.sampled_from([1, 2, 4, 8, 16, 256])),
         "name": draw(texts),
         "description": draw(texts),
@@ -253,14 +260,35 @@ def test_master_round_trip(records: list[XtsInstrument]) -> None:
         "\n".join
     )
     | st.lists(
-        st.sampled_from(["NSECM", "NSEFO", "1", "-1", "", "2026-01-27T14:30:00", "CE", "3", "x", "1e400"]),
+        st.sampled_from(
+            [
+                "NSECM",
+                "NSEFO",
+                "1",
+                "-1",
+                "0",
+                "",
+                "2026-01-27T14:30:00",
+                "CE",
+                "3",
+                "x",
+                "1e400",
+                "\x1b\u2028",
+            ]
+        ),
         min_size=15,
         max_size=24,
     ).map("|".join)
 )
+@example(EQUITY.replace("|2885|", "|0|"))  # a row whose id cannot be subscribed is malformed
+@example("NSE\x1b[2J" + "x" * 400 + "|1")  # control characters and a long field, quoted in the message
 def test_master_parser_never_raises_anything_but_decode_error(text: str) -> None:
     good, bad = parse_master_lenient(text)
     assert all(isinstance(i, XtsInstrument) for i in good)
+    assert all(0 < i.instrument_id < 2**63 for i in good)  # usable as subscription keys
+    for error in bad:
+        assert len(str(error)) <= 300
+        assert not any(char in str(error) for char in "\r\n\x00\x1b\x7f\u2028")
     if bad:
         with pytest.raises(DecodeError):
             parse_master(text)

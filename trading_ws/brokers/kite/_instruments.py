@@ -5,10 +5,12 @@ from __future__ import annotations
 import csv
 import io
 from datetime import date
+from typing import Any
 
 import attrs
 
 from ..._errors import DecodeError
+from ..._scrub import scrub
 from .._interface import InstrumentInfo
 from ._codec import INDICES_SEGMENT
 
@@ -64,34 +66,51 @@ class KiteInstrument:
 
 
 def parse_instruments_csv(text: str) -> list[KiteInstrument]:
-    """Parse the Kite instruments CSV (header row first, columns as documented).
+    """Parse the Kite instruments CSV (header row first, columns as documented). Does not block.
 
     Raises:
-        DecodeError: a missing column, or a row whose numbers or dates do not parse (naming the line).
+        DecodeError: a missing column, a row with too few fields, numbers or dates that do not parse, an
+            instrument token that is not an unsigned 32-bit int, or text the CSV reader refuses (naming
+            the line). Its message quotes the text scrubbed of control characters and cut short;
+            ``exc.raw`` holds the row (or the start of the text).
     """
     reader = csv.DictReader(io.StringIO(text))
-    missing = [c for c in _COLUMNS if c not in (reader.fieldnames or ())]
+    try:
+        missing = [c for c in _COLUMNS if c not in (reader.fieldnames or ())]
+    except csv.Error as exc:
+        raise DecodeError(scrub(f"Kite instruments CSV: unreadable header: {exc}"), text[:200]) from exc
     if missing:
         raise DecodeError(f"Kite instruments CSV lacks columns {missing}", text[:200])
     out: list[KiteInstrument] = []
-    for line, row in enumerate(reader, start=2):
-        try:
-            expiry = row["expiry"].strip()
-            out.append(
-                KiteInstrument(
-                    int(row["instrument_token"]),
-                    int(row["exchange_token"]),
-                    row["tradingsymbol"],
-                    row["name"],
-                    date.fromisoformat(expiry) if expiry else None,
-                    float(row["strike"] or 0),
-                    float(row["tick_size"] or 0),
-                    int(float(row["lot_size"] or 0)),
-                    row["instrument_type"],
-                    row["segment"],
-                    row["exchange"],
-                )
-            )
-        except (TypeError, ValueError) as exc:
-            raise DecodeError(f"Kite instruments CSV line {line}: {exc}", str(row)) from exc
+    try:
+        for line, row in enumerate(reader, start=2):
+            out.append(_instrument(row, line))
+    except csv.Error as exc:
+        raise DecodeError(scrub(f"Kite instruments CSV line {reader.line_num}: {exc}"), text[:200]) from exc
     return out
+
+
+def _instrument(row: dict[str | Any, str | Any], line: int) -> KiteInstrument:
+    fields = [row.get(column) for column in _COLUMNS]
+    if not all(isinstance(value, str) for value in fields):
+        raise DecodeError(f"Kite instruments CSV line {line}: too few fields", str(row))
+    try:
+        token = int(row["instrument_token"])
+        if not 0 <= token <= 0xFFFFFFFF:
+            raise ValueError("instrument_token is not an unsigned 32-bit int")
+        expiry = row["expiry"].strip()
+        return KiteInstrument(
+            token,
+            int(row["exchange_token"]),
+            row["tradingsymbol"],
+            row["name"],
+            date.fromisoformat(expiry) if expiry else None,
+            float(row["strike"] or 0),
+            float(row["tick_size"] or 0),
+            int(float(row["lot_size"] or 0)),
+            row["instrument_type"],
+            row["segment"],
+            row["exchange"],
+        )
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise DecodeError(scrub(f"Kite instruments CSV line {line}: {exc}"), str(row)) from exc

@@ -43,6 +43,7 @@ from typing import Final
 import attrs
 
 from ..._errors import DecodeError
+from ..._scrub import scrub
 
 __all__ = [
     "EXCHANGE_BY_SEGMENT",
@@ -196,10 +197,13 @@ def _row(fields: list[str]) -> XtsInstrument:
             raise ValueError(f"a cash row needs at least {_CASH_MIN_FIELDS} fields, got {count}")
     elif count not in (_OPTION_FIELDS, _FUTURE_FIELDS):
         raise ValueError(f"a derivatives row has 23 (options) or 21 (futures) fields, got {count}")
+    instrument_id = _int(fields[1])
+    if not 0 < instrument_id < 2**63:
+        raise ValueError(f"ExchangeInstrumentID must be a positive 64-bit int, got {instrument_id}")
     common = (
         segment,
         segment_id,
-        _int(fields[1]),
+        instrument_id,
         _int(fields[2]),
         fields[3],
         fields[4],
@@ -255,12 +259,14 @@ def parse_master_row(line: str, line_number: int = 1) -> XtsInstrument:
 
     Raises:
         DecodeError: the row is malformed (unknown segment, wrong field count, a number that is not one,
-            a bad expiry date); the message names ``line_number`` and ``exc.raw`` is the line.
+            an instrument id that is not a positive 64-bit int, a bad expiry date); the message names
+            ``line_number`` and quotes the row's text scrubbed of control characters and cut short;
+            ``exc.raw`` is the line.
     """
     try:
         return _row(line.rstrip("\r").split("|"))
     except (ValueError, OverflowError, IndexError) as exc:
-        raise DecodeError(f"malformed XTS master row at line {line_number}: {exc}", line) from exc
+        raise DecodeError(scrub(f"malformed XTS master row at line {line_number}: {exc}"), line) from exc
 
 
 def _rows(text: str) -> Iterable[tuple[int, str]]:
