@@ -287,10 +287,13 @@ async def test_unreachable_and_silent_servers(nursery: trio.Nursery) -> None:
         "http://10.0.0.1",
         "http://127.0.0.1:1/?token=x",
         "https://",
+        "http://user:token=x@127.0.0.1:1",
+        "https://token=x@xts.example.com",
+        "https://xts.example.com:99999",
     ],
 )
 def test_unsafe_or_invalid_root_urls_are_refused(url: str) -> None:
-    with pytest.raises(ConfigurationError) as info:
+    with pytest.raises(ConfigurationError, match="root_url") as info:
         XtsSession(DEMO_APP_KEY, DEMO_SECRET_KEY, root_url=url)
     assert "token=x" not in str(info.value)
 

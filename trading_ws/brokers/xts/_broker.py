@@ -13,11 +13,23 @@ from ..._backoff import Backoff
 from ..._errors import AuthenticationError, ConfigurationError
 from ..._model import Broker, Event, Mode
 from ..._ratelimit import RateLimit, TokenBucket
+from ..._scrub import scrub
+from ..._validate import check_credential, check_int, check_seconds
 from .._interface import BrokerFeed, InstrumentInfo
 from .._queue import Sink
 from ._feed import BROADCAST_MODES, XTS_FLAVOURS, XtsFeed, open_xts_feed
 from ._instruments import EXCHANGE_BY_SEGMENT, SEGMENT_IDS, parse_master_lenient
-from ._rest import API_PATH, MAX_SUBSCRIPTIONS, CredentialsProvider, XtsSession, parse_root_url
+from ._rest import (
+    API_PATH,
+    MAX_SUBSCRIPTIONS,
+    CredentialsProvider,
+    XtsSession,
+    check_callable,
+    check_instance,
+    check_label,
+    check_master_source,
+    parse_root_url,
+)
 
 __all__ = ["DEFAULT_MASTER_SEGMENTS", "XtsBroker"]
 
@@ -56,27 +68,51 @@ def _key(key: Hashable) -> tuple[int, int]:
     return int(segment), int(instrument_id)
 
 
-def _check_flavour(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
-    if value not in XTS_FLAVOURS:
-        raise ConfigurationError(f"flavour must be one of {XTS_FLAVOURS}, got {value!r}")
+_SEGMENT_NUMBERS: Final = frozenset(SEGMENT_IDS.values())
 
 
-def _check_mode(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
-    if str(value).lower() not in BROADCAST_MODES:
-        raise ConfigurationError(f"broadcast_mode must be 'Full' or 'Partial', got {value!r}")
+def _items(name: str, value: object) -> tuple[object, ...]:
+    if isinstance(value, (str, bytes, bytearray)) or not isinstance(value, Iterable):
+        raise ConfigurationError(f"{name} must be a sequence (a tuple or list), got {type(value).__name__}")
+    return tuple(value)
 
 
-def _check_connections(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
-    if value != 1:
+def _shown(item: object) -> str:
+    return scrub(repr(item), limit=40)
+
+
+def _master_segments(value: Iterable[str | int]) -> tuple[str | int, ...]:
+    """`segments` as given, checked: at least one, each a known segment name or number."""
+    out: list[str | int] = []
+    for item in _items("segments", value):
+        if isinstance(item, str) and item.upper() in SEGMENT_IDS:
+            out.append(item)
+            continue
+        if type(item) is int and item in _SEGMENT_NUMBERS:
+            out.append(item)
+            continue
+        raise ConfigurationError(f"segments: unknown XTS exchange segment {_shown(item)}")
+    if not out:
+        raise ConfigurationError("segments must name at least one exchange segment")
+    return tuple(out)
+
+
+def _index_segments(value: Iterable[int]) -> tuple[int, ...]:
+    """`index_segments` as given, checked: each a known segment number."""
+    out: list[int] = []
+    for item in _items("index_segments", value):
+        if type(item) is not int or item not in _SEGMENT_NUMBERS:
+            raise ConfigurationError(f"index_segments: unknown XTS segment number {_shown(item)}")
+        out.append(item)
+    return tuple(out)
+
+
+def _checked_text(text: object) -> str:
+    if not isinstance(text, str):
         raise ConfigurationError(
-            "XTS allows one market-data session per appKey, and every socket of a session receives all "
-            "of its subscriptions: max_connections must be 1"
+            f"instruments: the function returned {type(text).__name__}, not the instrument master's text"
         )
-
-
-def _check_instruments(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
-    if value < 1:
-        raise ConfigurationError("max_instruments_per_connection must be at least 1")
+    return text
 
 
 @attrs.frozen
@@ -88,55 +124,79 @@ class XtsBroker:
     them (`XtsInstrument.symbol`): ``NSE:INFY``, ``NSE:IDEA-BE``, ``NFO:NIFTY26DECFUT``...
 
     Args:
-        app_key: the market-data appKey.
-        secret_key: the market-data secretKey (never shown in reprs or logs).
+        app_key: the market-data appKey (a non-empty printable ASCII string).
+        secret_key: the market-data secretKey (likewise; never shown in reprs, logs or errors).
         root_url: the deployment's root, e.g. ``https://ttblaze.iifl.com`` (or a simulator's
-            ``http://127.0.0.1:PORT``).
+            ``http://127.0.0.1:PORT``); no user info, query or fragment.
         flavour: ``"pro"`` (dealer) or ``"client"`` (investor). Informational: XTS market data is the same
             for both (only the interactive API differs).
-        broadcast_mode: ``"Full"`` or ``"Partial"`` (see `open_xts_feed`).
+        broadcast_mode: ``"Full"`` or ``"Partial"``, any case (see `open_xts_feed`).
         instruments: the instrument master: the ``result`` text itself, an async function returning it,
             or None to download it (``POST /instruments/master`` for `segments`, without a login; if the
             server wants one, with a login that the feed's own login then supersedes).
-        segments: the master segments to download (names such as ``"NSECM"``, or numbers).
-        index_segments: segments whose indices to add from ``GET /instruments/indexlist`` (e.g. ``(1,)``
-            gives ``NSE:NIFTY 50``...). The master has no index rows; the index list needs a login, so
-            loading costs one extra login (which the feed's own login then supersedes).
+        segments: the master segments to download (at least one; names such as ``"NSECM"``, or numbers).
+        index_segments: segment numbers whose indices to add from ``GET /instruments/indexlist`` (e.g.
+            ``(1,)`` gives ``NSE:NIFTY 50``...). The master has no index rows; the index list needs a
+            login, so loading costs one extra login (which the feed's own login then supersedes).
         credentials_provider: an async function returning fresh ``(app_key, secret_key)`` (see
             `open_xts_feed`; called at most once per refusal).
-        backoff, ping_timeout_slack: as for `open_xts_feed`.
+        backoff, ping_timeout_slack: as for `open_xts_feed` (the slack: a finite number of seconds >= 0).
+        request_timeout: seconds allowed for each REST request, start to finish (the instrument master
+            gets at least 60).
         rate_limit: REST requests and connection attempts per second (token bucket).
-        max_instruments_per_connection: the session's subscription cap (50).
+        max_instruments_per_connection: the session's subscription cap (50; 1 to 65535).
         max_connections: must be 1 (one session per appKey; a session's sockets all receive everything).
         allow_insecure: allow plain ``http://`` to non-loopback hosts.
-        name: the label for ``subscribe(..., broker=...)``.
+        api_path: the route prefix (``/apimarketdata``; ``/marketdata`` for servers before late 2023).
+        name: the label for ``subscribe(..., broker=...)`` (printable, at most 64 characters).
 
     Raises:
-        ConfigurationError: (at construction) an invalid URL, flavour, broadcast mode or limit.
+        ConfigurationError: (at construction) any argument that is not as documented; the message names
+            the argument and never shows a key.
     """
 
     app_key: str
     secret_key: str = attrs.field(repr=False)
     root_url: str
-    flavour: str = attrs.field(default="pro", validator=_check_flavour)
-    broadcast_mode: str = attrs.field(default="Full", validator=_check_mode)
+    flavour: str = "pro"
+    broadcast_mode: str = "Full"
     instruments: str | Callable[[], Awaitable[str]] | None = attrs.field(default=None, repr=False)
-    segments: tuple[str | int, ...] = attrs.field(default=DEFAULT_MASTER_SEGMENTS, converter=tuple)
-    index_segments: tuple[int, ...] = attrs.field(default=(), converter=tuple)
+    segments: tuple[str | int, ...] = attrs.field(default=DEFAULT_MASTER_SEGMENTS, converter=_master_segments)
+    index_segments: tuple[int, ...] = attrs.field(default=(), converter=_index_segments)
     credentials_provider: CredentialsProvider | None = attrs.field(default=None, repr=False)
     backoff: Backoff = attrs.field(factory=Backoff)
     ping_timeout_slack: float = 5.0
+    request_timeout: float = 10.0
     rate_limit: RateLimit = attrs.field(factory=RateLimit)
-    max_instruments_per_connection: int = attrs.field(default=MAX_SUBSCRIPTIONS, validator=_check_instruments)
-    max_connections: int = attrs.field(default=1, validator=_check_connections)
+    max_instruments_per_connection: int = MAX_SUBSCRIPTIONS
+    max_connections: int = 1
     allow_insecure: bool = False
     api_path: str = API_PATH
     name: str = "xts"
 
     def __attrs_post_init__(self) -> None:
-        if not self.app_key or not self.secret_key:
-            raise ConfigurationError("app_key and secret_key must not be empty")
+        check_credential("app_key", self.app_key)
+        check_credential("secret_key", self.secret_key)
         parse_root_url(self.root_url, api_path=self.api_path, allow_insecure=self.allow_insecure)
+        if not (isinstance(self.flavour, str) and self.flavour in XTS_FLAVOURS):
+            raise ConfigurationError(f"flavour must be one of {XTS_FLAVOURS}, got {_shown(self.flavour)}")
+        if not (isinstance(self.broadcast_mode, str) and self.broadcast_mode.lower() in BROADCAST_MODES):
+            raise ConfigurationError(
+                f"broadcast_mode must be 'Full' or 'Partial', got {_shown(self.broadcast_mode)}"
+            )
+        check_master_source("instruments", self.instruments)
+        check_callable("credentials_provider", self.credentials_provider)
+        check_instance("backoff", self.backoff, Backoff)
+        check_seconds("ping_timeout_slack", self.ping_timeout_slack, allow_zero=True)
+        check_seconds("request_timeout", self.request_timeout)
+        check_instance("rate_limit", self.rate_limit, RateLimit)
+        check_int("max_instruments_per_connection", self.max_instruments_per_connection, 1, 65535)
+        if isinstance(self.max_connections, bool) or self.max_connections != 1:
+            raise ConfigurationError(
+                "XTS allows one market-data session per appKey, and every socket of a session receives all "
+                "of its subscriptions: max_connections must be 1"
+            )
+        check_label("name", self.name)
 
     @property
     def broker(self) -> Broker:
@@ -154,23 +214,30 @@ class XtsBroker:
             self.secret_key,
             root_url=self.root_url,
             allow_insecure=self.allow_insecure,
+            timeout=self.request_timeout,
             api_path=self.api_path,
         )
 
     async def load_instruments(self) -> Mapping[str, InstrumentInfo]:
         """Load and parse the instrument master (and the index lists of `index_segments`).
 
-        Malformed master rows are skipped (and counted in a warning). Blocks for the downloads.
+        Malformed master rows are skipped (and counted in a warning). Blocks for the downloads, each
+        request within `request_timeout` (the master within at least 60 s).
+
+        Cancellation: nothing is loaded; a login made for the index list may stay open on the server
+        until the feed's own login supersedes it.
 
         Raises:
             AuthenticationError: the server wanted a login and refused the keys.
-            ConnectError: a download failed.
+            ConfigurationError: the `instruments` function returned something other than text.
+            ConnectTimeout: a request did not complete in time.
+            ConnectError: a download failed (unreachable, refused, malformed or too large an answer).
         """
         text: str | None = None
         if isinstance(self.instruments, str):
             text = self.instruments
         elif self.instruments is not None:
-            text = await self.instruments()
+            text = _checked_text(await self.instruments())
         out: dict[str, InstrumentInfo] = {}
         if text is None or self.index_segments:
             async with self._session() as session:
@@ -195,7 +262,8 @@ class XtsBroker:
                     await session.logout()  # the feed logs in for itself
         records, bad = parse_master_lenient(text)
         if bad:
-            logger.warning("skipped %d malformed XTS master rows (first: %s)", len(bad), bad[0])
+            first = scrub(bad[0], [self.secret_key])
+            logger.warning("skipped %d malformed XTS master rows (first: %s)", len(bad), first)
         for record in records:
             key = (record.segment_id, record.instrument_id)
             out.setdefault(
@@ -222,6 +290,7 @@ class XtsBroker:
             credentials_provider=self.credentials_provider,
             backoff=self.backoff,
             ping_timeout_slack=self.ping_timeout_slack,
+            request_timeout=self.request_timeout,
             max_instruments=self.max_instruments_per_connection,
             allow_insecure=self.allow_insecure,
             connection_id=connection_id,

@@ -7,15 +7,19 @@ Every route sits under ``{root}/apimarketdata`` (xts-protocol.md section 1). The
 envelope's ``type``, not only the HTTP status, because a dead token may come back as HTTP 200 with
 ``"type": "error"`` (section 1, "Error handling").
 
-Error mapping at this boundary (third-party errors never leave it; the original stays as ``__cause__``):
+Error mapping at this boundary (third-party errors never leave it; the original stays as ``__cause__``,
+its messages scrubbed of every secret):
 
 =========================================================  =============================================
 what happened                                              raised
 =========================================================  =============================================
-no answer within the timeout                               `ConnectTimeout`
-connection refused, reset, TLS failure, other httpx error   `ConnectError`
+no complete answer within the timeout (whole call)         `ConnectTimeout`
+connection refused or reset, TLS failure, an answer that   `ConnectError`
+is not HTTP (httpx, httpcore, h11, anyio, OSError, ssl)
 HTTP 429                                                   `RateLimitedError`
-HTTP 5xx, or a body that is not a JSON envelope            `ConnectError`
+HTTP 5xx, a body that is not a JSON envelope, an answer    `ConnectError`
+larger than the bound, a login answer without a usable
+token and userID
 "Invalid Token" (any status), or HTTP 401/403 with a token `InvalidTokenError` (an `AuthenticationError`)
 the login refused (any other error envelope)               `LoginRefusedError` (an `AuthenticationError`)
 ``e-session-0002`` "Instrument Already Subscribed"         success (`SubscribeResult.already_subscribed`)
@@ -23,22 +27,37 @@ a subscribe past the cap                                   `SubscriptionLimitErr
 any other refusal of a subscription request                `SubscriptionError`
 =========================================================  =============================================
 
+Every call has one deadline for the whole exchange (connect, send, and the full answer, body included):
+httpx times each read on its own, so a server answering one byte a second would otherwise hold a call
+forever. Answers are read up to a bound (`MAX_ANSWER_BYTES`; `MAX_MASTER_BYTES` for the instrument
+master), and every text the server sends is passed through `trading_ws._scrub.scrub` before it reaches a
+message or a log.
+
 No token, secret key or JWT ever appears in a repr, a log line, an exception message or a URL (the token
-travels in a header; server texts quoted in messages are scrubbed of both).
+travels in a header; server texts quoted in messages are scrubbed of both). While a request is in flight,
+the debug and info records of httpx and httpcore (which quote server answers) are scrubbed as well.
+
+The checks of URLs and of the HTTP exchange here are shared with the Kite broker (its instrument download).
 """
 
 from __future__ import annotations
 
+import ipaddress
+import json as _json
 import logging
-import math
 import re
 import ssl
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, Final
-from urllib.parse import urlsplit, urlunsplit
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, Final, TypeGuard
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
+import anyio
 import attrs
+import h11
 import httpx
+import trio
 
 from ..._errors import (
     AuthenticationError,
@@ -52,13 +71,17 @@ from ..._errors import (
 )
 from ..._model import Event
 from ..._ratelimit import TokenBucket
+from ..._scrub import scrub
 from ..._transport import WsEndpoint, is_loopback_host, parse_ws_url, redact_url
+from ..._validate import check_credential, check_int, check_seconds
 from ..._version import __version__
 from ._codec import MESSAGE_CODES, decode_list_quotes, subscription_body
 from ._instruments import SEGMENT_IDS
 
 __all__ = [
     "API_PATH",
+    "MAX_ANSWER_BYTES",
+    "MAX_MASTER_BYTES",
     "MAX_SUBSCRIPTIONS",
     "CredentialsProvider",
     "InvalidTokenError",
@@ -81,6 +104,13 @@ API_PATH: Final = "/apimarketdata"
 MAX_SUBSCRIPTIONS: Final = 50
 #: At most this many instruments per quotes (and subscription) request (OPENALGO's "XTS API limit").
 _BATCH: Final = 50
+#: The largest answer (decoded body) accepted from any route but the instrument master: a subscribe
+#: answer for 50 instruments with full snapshots is about 100 KB.
+MAX_ANSWER_BYTES: Final = 4 * 1024 * 1024
+#: The largest instrument master accepted (XTS's and Kite's full masters are tens of megabytes).
+MAX_MASTER_BYTES: Final = 256 * 1024 * 1024
+#: The instrument master gets at least this many seconds, whatever the session's timeout.
+MASTER_TIMEOUT: Final = 60.0
 _ALREADY_SUBSCRIBED: Final = "e-session-0002"
 
 CredentialsProvider = Callable[[], Awaitable[tuple[str, str]]]
@@ -97,6 +127,175 @@ class InvalidTokenError(AuthenticationError):
 
 class LoginRefusedError(AuthenticationError):
     """XTS refused the login itself (wrong appKey/secretKey, or the application is not allowed)."""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Argument checks (shared with the Kite broker). Each raises ConfigurationError naming the argument and
+# never echoes a value that may hold a secret (a URL's user info, a key).
+
+_MAX_URL: Final = 2048
+_URL_SPACE_OR_BACKSLASH = re.compile(r"[\s\\]")
+_HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,251}[A-Za-z0-9.])?")
+
+
+def check_flag(name: str, value: object) -> bool:
+    """A bool (not merely truthy).
+
+    Raises:
+        ConfigurationError: otherwise.
+    """
+    if not isinstance(value, bool):
+        raise ConfigurationError(f"{name} must be True or False, got {type(value).__name__}")
+    return value
+
+
+def check_instance(name: str, value: object, kind: type[Any], *, optional: bool = False) -> None:
+    """An instance of `kind` (or None, if `optional`).
+
+    Raises:
+        ConfigurationError: otherwise.
+    """
+    if not (isinstance(value, kind) or (optional and value is None)):
+        expected = kind.__name__ + (" or None" if optional else "")
+        raise ConfigurationError(f"{name} must be a {expected}, got {type(value).__name__}")
+
+
+def check_callable(name: str, value: object) -> None:
+    """None or a callable (an async function, as documented; not called here).
+
+    Raises:
+        ConfigurationError: otherwise.
+    """
+    if value is not None and not callable(value):
+        raise ConfigurationError(f"{name} must be an async function or None, got {type(value).__name__}")
+
+
+def check_master_source(name: str, value: object) -> None:
+    """An instrument master source: its text, an async function returning it, or None (download it).
+
+    Raises:
+        ConfigurationError: otherwise.
+    """
+    if not (value is None or isinstance(value, str) or callable(value)):
+        raise ConfigurationError(
+            f"{name} must be the master's text, an async function returning it, or None; "
+            f"got {type(value).__name__}"
+        )
+
+
+def check_label(name: str, value: object) -> str:
+    """A label such as a broker's name: a printable, non-blank string of at most 64 characters.
+
+    Raises:
+        ConfigurationError: otherwise.
+    """
+    if not isinstance(value, str):
+        raise ConfigurationError(f"{name} must be a string, got {type(value).__name__}")
+    if not value.strip() or not value.isprintable() or len(value) > 64:
+        raise ConfigurationError(f"{name} must be a printable, non-blank string of at most 64 characters")
+    return value
+
+
+def check_token_text(name: str, value: object, *, limit: int = 64) -> str:
+    """A short protocol word (printable ASCII, no spaces, 1 to `limit` characters).
+
+    Raises:
+        ConfigurationError: otherwise.
+    """
+    if not isinstance(value, str):
+        raise ConfigurationError(f"{name} must be a string, got {type(value).__name__}")
+    if not (0 < len(value) <= limit and value.isascii() and value.isprintable() and " " not in value):
+        raise ConfigurationError(f"{name} must be 1 to {limit} printable ASCII characters without spaces")
+    return value
+
+
+def check_api_path(name: str, value: object) -> str:
+    """A route prefix: ``""`` or a path starting with ``/`` (printable ASCII; no space, ``?``, ``#``,
+    ``@`` or backslash), at most 256 characters.
+
+    Raises:
+        ConfigurationError: otherwise.
+    """
+    if not isinstance(value, str):
+        raise ConfigurationError(f"{name} must be a string, got {type(value).__name__}")
+    if (
+        len(value) > 256
+        or (value and not value.startswith("/"))
+        or not (value.isascii() and value.isprintable())
+        or any(char in value for char in " ?#@\\")
+    ):
+        raise ConfigurationError(
+            f"{name} must be '' or a path starting with '/' (printable ASCII without spaces, '?', '#', '@' "
+            "or backslashes)"
+        )
+    return value
+
+
+def check_url(name: str, value: object, *, secure: str, plain: str, allow_insecure: bool) -> SplitResult:
+    """A root URL: scheme `secure` (or `plain` to a loopback host, or anywhere with `allow_insecure`), a
+    host and an optional port and path; no user info, query or fragment. Does not block.
+
+    The URL must be printable ASCII without spaces or backslashes (percent-encode a path; give an
+    international host name in its ``xn--`` form), so that every parser reads the same host. Messages
+    never show the URL itself (it might carry a password or a token); they name the argument and, where it
+    helps, the scheme or host.
+
+    Returns:
+        The URL's parts.
+
+    Raises:
+        ConfigurationError: anything else.
+    """
+    if not isinstance(value, str):
+        raise ConfigurationError(f"{name} must be a {secure}:// URL string, got {type(value).__name__}")
+    if len(value) > _MAX_URL:
+        raise ConfigurationError(f"{name} must be at most {_MAX_URL} characters")
+    if not (value.isascii() and value.isprintable()) or _URL_SPACE_OR_BACKSLASH.search(value):
+        raise ConfigurationError(
+            f"{name} must be printable ASCII without spaces or backslashes (percent-encode the path; give an "
+            "international host name in its xn-- form)"
+        )
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        raise ConfigurationError(f"{name} is not a valid URL") from None
+    if "@" in parts.netloc:
+        raise ConfigurationError(
+            f"{name} must not carry user info (user:password@host): give credentials as arguments"
+        )
+    if "?" in value or "#" in value:
+        raise ConfigurationError(
+            f"{name} must be a root URL without a query or fragment (the library adds the credentials)"
+        )
+    if parts.scheme not in (secure, plain):
+        got = f"scheme {parts.scheme[:16]!r}" if parts.scheme else "no scheme"
+        raise ConfigurationError(f"{name} must be a {secure}:// URL (or {plain}:// to loopback), got {got}")
+    host = parts.hostname
+    if not host:
+        raise ConfigurationError(f"{name} has no host")
+    if "[" in parts.netloc or "]" in parts.netloc:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ConfigurationError(f"{name} has an invalid IPv6 host") from None
+    elif not _HOST_NAME.fullmatch(host):
+        raise ConfigurationError(f"{name} has an invalid host name (letters, digits, '.', '-' and '_' only)")
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0 or parts.netloc.endswith(":"):
+        raise ConfigurationError(f"{name} has an invalid port (give 1 to 65535, or none)")
+    try:
+        httpx.URL(value)  # the parser of the REST calls must agree that it is a URL
+    except (httpx.InvalidURL, ValueError):
+        raise ConfigurationError(f"{name} is not a valid URL (host {host!r})") from None
+    if parts.scheme == plain and not allow_insecure and not is_loopback_host(host):
+        raise ConfigurationError(
+            f"{name}: refusing plain {plain}:// to {host!r}: credentials would travel unencrypted "
+            f"(use {secure}://, or pass allow_insecure=True)"
+        )
+    return parts
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -120,25 +319,12 @@ def parse_root_url(root_url: str, *, api_path: str = API_PATH, allow_insecure: b
     so that the secret key and the token never cross a network in clear text by accident. Does not block.
 
     Raises:
-        ConfigurationError: not http/https, no host, a query or fragment, or insecure to a non-loopback
-            host.
+        ConfigurationError: not http/https, no host, user info (``user:pass@``), a query or fragment, an
+            invalid port, insecure to a non-loopback host, or an invalid `api_path` (see `check_url`).
     """
-    parts = urlsplit(root_url)
-    if parts.scheme not in ("http", "https"):
-        raise ConfigurationError(f"expected an http:// or https:// root URL, got {redact_url(root_url)!r}")
-    if not parts.hostname:
-        raise ConfigurationError(f"root URL has no host: {redact_url(root_url)!r}")
-    if parts.query or parts.fragment:
-        raise ConfigurationError(
-            "give the XTS root URL without a query; credentials are added by the session"
-        )
-    if parts.scheme == "http" and not allow_insecure and not is_loopback_host(parts.hostname):
-        raise ConfigurationError(
-            f"refusing plain http:// to non-loopback host {parts.hostname!r}: the secret key and token "
-            "would travel unencrypted (use https://, or pass allow_insecure=True)"
-        )
-    if api_path and not api_path.startswith("/"):
-        raise ConfigurationError(f"api_path must start with '/', got {api_path!r}")
+    check_flag("allow_insecure", allow_insecure)
+    check_api_path("api_path", api_path)
+    parts = check_url("root_url", root_url, secure="https", plain="http", allow_insecure=allow_insecure)
     prefix = parts.path.rstrip("/") + api_path.rstrip("/")
     rest = urlunsplit((parts.scheme, parts.netloc, prefix, "", ""))
     ws_scheme = "wss" if parts.scheme == "https" else "ws"
@@ -146,6 +332,145 @@ def parse_root_url(root_url: str, *, api_path: str = API_PATH, allow_insecure: b
         urlunsplit((ws_scheme, parts.netloc, prefix + "/socket.io/", "", "")), allow_insecure=allow_insecure
     )
     return XtsEndpoints(rest, socket)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The HTTP exchange (shared with the Kite broker): one deadline, a bounded body, every error mapped.
+
+# Everything httpx and what lies under it (httpcore, h11, anyio or trio streams, sockets, TLS) may raise
+# out of a request. httpx maps most of it; the rest is listed so that nothing escapes unmapped.
+_HTTP_ERRORS: Final = (
+    httpx.HTTPError,
+    httpx.InvalidURL,
+    httpx.StreamError,
+    h11.ProtocolError,
+    anyio.BrokenResourceError,
+    anyio.ClosedResourceError,
+    anyio.EndOfStream,
+    trio.BrokenResourceError,
+    trio.ClosedResourceError,
+    OSError,  # ssl.SSLError included
+    UnicodeError,
+)
+
+_live_secrets: Counter[str] = Counter()
+
+
+class _HttpLogScrubber(logging.Filter):
+    """Scrubs the records of httpx and httpcore (which quote server answers and headers) of the secrets of
+    every request in flight, and escapes control characters in them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = scrub(message, list(_live_secrets), limit=2000)
+        if clean != message:
+            record.msg = clean
+            record.args = ()
+        return True
+
+
+_LOG_SCRUBBER: Final = _HttpLogScrubber()
+for _name in ("httpx", "httpcore.connection", "httpcore.http11", "httpcore.http2", "httpcore.proxy",
+              "httpcore.socks"):  # fmt: skip
+    logging.getLogger(_name).addFilter(_LOG_SCRUBBER)
+
+
+@contextmanager
+def _secrets_in_flight(secrets: Iterable[str | None]) -> Iterator[None]:
+    held = [secret for secret in secrets if secret]
+    _live_secrets.update(held)
+    try:
+        yield
+    finally:
+        _live_secrets.subtract(held)
+        for secret in held:
+            if _live_secrets[secret] <= 0:
+                del _live_secrets[secret]
+
+
+def scrub_chain(exc: BaseException, secrets: Iterable[str | None]) -> BaseException:
+    """Scrub the message of `exc` and of every exception in its cause/context chain, in place.
+
+    A third-party error may quote the server (an h11 "illegal status line" holds the bytes received), so
+    an error kept as ``__cause__`` must not carry a secret the server echoed. Returns `exc`.
+    """
+    known = [secret for secret in secrets if secret]
+    pending: list[BaseException | None] = [exc]
+    seen: set[int] = set()
+    while pending:
+        error = pending.pop()
+        if error is None or id(error) in seen or isinstance(error, trio.Cancelled):
+            continue
+        seen.add(id(error))
+        try:
+            text = str(error)
+        except Exception:  # a broken __str__ must not hide the error itself
+            text = type(error).__name__
+            error.args = ()
+        clean = scrub(text, known)
+        if clean != text:
+            error.args = (clean,)
+        pending += (error.__cause__, error.__context__)
+    return exc
+
+
+async def http_exchange(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    what: str,
+    deadline: float,
+    max_bytes: int,
+    secrets: Sequence[str | None],
+    headers: Mapping[str, str] | None = None,
+    json_body: Any = None,
+    params: Mapping[str, Any] | None = None,
+) -> tuple[int, Mapping[str, str], bytes]:
+    """Send one request and read its whole answer within `deadline` seconds; return status, headers, body.
+
+    The deadline covers the whole exchange (connect, send, headers and the full body). The body is read
+    up to `max_bytes` (decoded); a declared or actual larger one is refused. Blocks for the exchange.
+
+    Cancellation: the caller's cancellation propagates as is; the request may have reached the server
+    (nothing is recorded here).
+
+    Raises:
+        ConnectTimeout: no complete answer within `deadline`.
+        ConnectError: anything else httpx, httpcore, h11, anyio, trio, the OS or TLS raised, or an answer
+            larger than `max_bytes`. The original error stays as ``__cause__``, its messages scrubbed of
+            `secrets`; the message quotes it scrubbed.
+    """
+    try:
+        with _secrets_in_flight(secrets), trio.fail_after(deadline):
+            async with client.stream(
+                method, url, headers=headers, json=json_body, params=params, timeout=deadline
+            ) as response:
+                declared = response.headers.get("content-length", "")
+                if declared.strip().isdigit() and int(declared) > max_bytes:
+                    raise ConnectError(f"{what}: the answer is larger than {max_bytes} bytes")
+                body = bytearray()
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > max_bytes:
+                        raise ConnectError(f"{what}: the answer is larger than {max_bytes} bytes")
+                return response.status_code, response.headers, bytes(body)
+    except trio.TooSlowError as exc:
+        raise ConnectTimeout(f"{what}: no complete answer within {deadline:g} s") from exc
+    except httpx.TimeoutException as exc:
+        scrub_chain(exc, secrets)
+        raise ConnectTimeout(f"{what}: no answer within {deadline:g} s ({type(exc).__name__})") from exc
+    except _HTTP_ERRORS as exc:
+        scrub_chain(exc, secrets)
+        detail = scrub(f"{type(exc).__name__}: {exc}", secrets)
+        raise ConnectError(f"{what} failed: {detail}") from exc
+
+
+def text_field(value: object, secrets: Iterable[str | None], limit: int = 300) -> str:
+    """A server-provided JSON value as safe text: scrubbed and cut (a string or number; ``""`` otherwise)."""
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return scrub(value if isinstance(value, str) else str(value), secrets, limit)
+    return ""
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -183,8 +508,8 @@ class _Envelope:
 
     @property
     def detail(self) -> str:
-        """``code 'description' (HTTP status)`` for error messages (the description is scrubbed)."""
-        return f"{self.code} {self.description!r} (HTTP {self.status})"
+        """``code 'description' (HTTP status)`` for error messages (both scrubbed)."""
+        return f"{self.code} '{self.description}' (HTTP {self.status})"
 
 
 def _as_int(value: Any) -> int | None:
@@ -245,6 +570,17 @@ def _check_code(code: int) -> int:
     return code
 
 
+def _usable(value: object, limit: int) -> TypeGuard[str]:
+    """A server-given credential or id we can send back: printable ASCII, no spaces, 1 to `limit` chars."""
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= limit
+        and value.isascii()
+        and value.isprintable()
+        and " " not in value
+    )
+
+
 _TOKEN_TROUBLE = re.compile(r"(?i)\b(invalid|expired?)\b.*\btoken\b|\btoken\b.*\b(invalid|expired?)\b")
 
 
@@ -268,18 +604,21 @@ class XtsSession:
     Args:
         app_key, secret_key: the market-data API keys (the secret never appears in reprs, logs or errors).
         root_url: the deployment's root, e.g. ``https://ttblaze.iifl.com`` or the simulator's
-            ``http://127.0.0.1:PORT``.
+            ``http://127.0.0.1:PORT`` (no user info, query or fragment).
         allow_insecure: allow plain ``http://`` to a non-loopback host.
         ssl_context: TLS settings (default: the system's, with certificate verification).
-        timeout: seconds allowed for each request (the instrument master gets at least 60).
-        max_subscriptions: the cap until the server says otherwise.
+        timeout: seconds allowed for each request, start to finish: connect, send, and the whole answer
+            (the instrument master gets at least 60).
+        max_subscriptions: the cap until the server says otherwise (1 to 65535).
         source: the login's ``source`` field.
         api_path: the route prefix (``/apimarketdata``).
         rate_limiter: a token bucket every request takes a token from.
         transport: an httpx transport (tests).
 
     Raises:
-        ConfigurationError: (at construction) an invalid URL or empty keys.
+        ConfigurationError: (at construction) an argument that is not as documented: an invalid or unsafe
+            URL, empty or non-ASCII keys, a timeout that is not a finite number > 0...; the message names
+            the argument and never shows a key.
     """
 
     def __init__(
@@ -297,25 +636,25 @@ class XtsSession:
         rate_limiter: TokenBucket | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        if not app_key or not secret_key:
-            raise ConfigurationError("app_key and secret_key must not be empty")
-        if not (timeout > 0 and math.isfinite(timeout)):
-            raise ConfigurationError("timeout must be a positive number of seconds")
-        if max_subscriptions < 1:
-            raise ConfigurationError("max_subscriptions must be at least 1")
+        check_credential("app_key", app_key)
+        check_credential("secret_key", secret_key)
         self.endpoints = parse_root_url(root_url, api_path=api_path, allow_insecure=allow_insecure)
+        check_instance("ssl_context", ssl_context, ssl.SSLContext, optional=True)
+        self._timeout = check_seconds("timeout", timeout)
+        self._default_cap = check_int("max_subscriptions", max_subscriptions, 1, 65535)
+        self._source = check_token_text("source", source)
+        check_instance("rate_limiter", rate_limiter, TokenBucket, optional=True)
+        check_instance("transport", transport, httpx.AsyncBaseTransport, optional=True)
         self._root = root_url
         self._app_key = app_key
         self._secret_key = secret_key
         self._ssl_context = ssl_context
-        self._timeout = timeout
-        self._default_cap = max_subscriptions
-        self._cap = max_subscriptions
-        self._source = source
+        self._cap = self._default_cap
         self._limiter = rate_limiter
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
         self._token: str | None = None
+        self._retired: deque[str] = deque(maxlen=8)  # earlier tokens and keys: still scrubbed
         self._valid = False
         self._user_id: str | None = None
         self._app_version: str | None = None
@@ -336,18 +675,29 @@ class XtsSession:
         )
 
     async def __aenter__(self) -> XtsSession:
+        """Open the HTTP client. Sends nothing.
+
+        Raises:
+            RuntimeError: the session is open already.
+            ConfigurationError: the environment's proxy settings (used for https only) are invalid.
+        """
         if self._client is not None:
             raise RuntimeError("this XtsSession is already open")
-        self._client = httpx.AsyncClient(
-            timeout=self._timeout,
-            verify=self._ssl_context if self._ssl_context is not None else True,
-            transport=self._transport,
-            headers={"User-Agent": f"trading-ws/{__version__}"},
-            follow_redirects=False,
-            # Proxy settings from the environment only for https: over plain http (loopback, or with
-            # allow_insecure) a proxy would see the keys and the token in clear.
-            trust_env=self.endpoints.rest.startswith("https://"),
-        )
+        try:
+            self._client = httpx.AsyncClient(
+                timeout=self._timeout,
+                verify=self._ssl_context if self._ssl_context is not None else True,
+                transport=self._transport,
+                headers={"User-Agent": f"trading-ws/{__version__}"},
+                follow_redirects=False,
+                # Proxy settings from the environment only for https: over plain http (loopback, or with
+                # allow_insecure) a proxy would see the keys and the token in clear.
+                trust_env=self.endpoints.rest.startswith("https://"),
+            )
+        except (httpx.InvalidURL, ValueError) as exc:
+            raise ConfigurationError(
+                f"XTS: cannot open an HTTP client (the environment's proxy settings?): {scrub(exc)}"
+            ) from exc
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -411,10 +761,12 @@ class XtsSession:
         """Use these keys for the next `login`. Does not block.
 
         Raises:
-            ConfigurationError: an empty key.
+            ConfigurationError: a key that is not a non-empty printable ASCII string (nothing changes).
         """
-        if not app_key or not secret_key:
-            raise ConfigurationError("app_key and secret_key must not be empty")
+        check_credential("app_key", app_key)
+        check_credential("secret_key", secret_key)
+        if secret_key != self._secret_key:
+            self._retired.append(self._secret_key)
         self._app_key = app_key
         self._secret_key = secret_key
 
@@ -425,11 +777,9 @@ class XtsSession:
     # -----------------------------------------------------------------------------------------------
     # Plumbing
 
-    def _scrub(self, text: str) -> str:
-        for secret in (self._secret_key, self._token):
-            if secret:
-                text = text.replace(secret, "***")
-        return text[:300]
+    def _secrets(self) -> list[str | None]:
+        """Every secret a server text might echo: the secret key, the token, and earlier ones."""
+        return [self._secret_key, self._token, *self._retired]
 
     async def _call(
         self,
@@ -441,8 +791,11 @@ class XtsSession:
         params: dict[str, Any] | None = None,
         auth: bool = True,
         limit: float | None = None,
+        max_bytes: int = MAX_ANSWER_BYTES,
     ) -> _Envelope:
         """Send one request and return its envelope (ok or not) after the mappings common to every route.
+
+        The whole exchange must finish within `limit` seconds (the session's timeout by default).
 
         Raises:
             InvalidTokenError: "Invalid Token" (or HTTP 401/403 on an authenticated call).
@@ -460,35 +813,34 @@ class XtsSession:
         if self._limiter is not None:
             await self._limiter.acquire()
         self.requests += 1
+        secrets = self._secrets()
+        status, _, raw = await http_exchange(
+            client,
+            method,
+            self.endpoints.rest + route,
+            what=f"XTS {what}",
+            deadline=limit if limit is not None else self._timeout,
+            max_bytes=max_bytes,
+            secrets=secrets,
+            headers=headers,
+            json_body=json,
+            params=params,
+        )
         try:
-            response = await client.request(
-                method,
-                self.endpoints.rest + route,
-                json=json,
-                params=params,
-                headers=headers,
-                timeout=limit if limit is not None else httpx.USE_CLIENT_DEFAULT,
-            )
-        except httpx.TimeoutException as exc:
-            raise ConnectTimeout(f"XTS {what}: no answer within {limit or self._timeout:g} s") from exc
-        except httpx.HTTPError as exc:
-            raise ConnectError(f"XTS {what} failed: {type(exc).__name__}: {self._scrub(str(exc))}") from exc
-        status = response.status_code
-        try:
-            body = response.json()
-        except ValueError:
+            body = _json.loads(raw) if raw else None
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested past the parser's depth
             body = None
         if isinstance(body, dict):
             kind = body.get("type")
-            code = str(body.get("code") or "")
-            description = self._scrub(str(body.get("description") or ""))
+            code = text_field(body.get("code"), secrets, limit=64)
+            description = text_field(body.get("description"), secrets)
             result = body.get("result")
         else:
             kind, code, description, result = None, "", "", None
         ok = kind == "success" and status < 400
         if ok:
             return _Envelope(status, True, code, description, result)
-        detail = f"{code} {description!r}".strip() if (code or description) else "no error envelope"
+        detail = f"{code} '{description}'".strip() if (code or description) else "no error envelope"
         if auth and (_TOKEN_TROUBLE.search(description) or status in (401, 403)):
             if generation == self._generation:
                 self._valid = False
@@ -510,27 +862,34 @@ class XtsSession:
         """Log in (``POST /auth/login``) and keep the token and user id; starts a new, empty session.
 
         Any earlier token of this appKey (here or elsewhere) stops working: XTS allows one session per
-        appKey. Blocks for one request.
+        appKey. Blocks for one request (at most the session's timeout).
+
+        Cancellation: if cancelled, the session is as it was (the server may have ended the earlier
+        session all the same).
 
         Raises:
-            LoginRefusedError: the server refused the credentials (or sent no token).
-            RateLimitedError, ConnectTimeout, ConnectError: the request failed.
+            LoginRefusedError: the server refused the credentials.
+            ConnectError: the answer was malformed (no usable token and userID), or the request failed.
+            RateLimitedError, ConnectTimeout: the request failed.
         """
         self.login_attempts += 1
         body = {"appKey": self._app_key, "secretKey": self._secret_key, "source": self._source}
         envelope = await self._call("POST", "/auth/login", what="login", json=body, auth=False)
         if not envelope.ok:
-            detail = f"{envelope.code} {envelope.description!r}".strip()
+            detail = f"{envelope.code} '{envelope.description}'".strip()
             raise LoginRefusedError(f"XTS refused the login ({detail}, HTTP {envelope.status})")
         result = envelope.result if isinstance(envelope.result, dict) else {}
         token, user_id = result.get("token"), result.get("userID")
-        if not isinstance(token, str) or not token or not isinstance(user_id, str) or not user_id:
-            raise LoginRefusedError("XTS login answered success without a token and userID")
+        if not _usable(token, 8192) or not _usable(user_id, 128):
+            # A success without a usable token is a broken answer, not refused credentials: an attempt
+            # that failed (ConnectError), which a feed retries with backoff.
+            raise ConnectError("XTS login answered success without a usable token and userID")
+        if self._token is not None:
+            self._retired.append(self._token)
         self._token = token
         self._valid = True
         self._user_id = user_id
-        version = result.get("appVersion")
-        self._app_version = version if isinstance(version, str) else None
+        self._app_version = text_field(result.get("appVersion"), self._secrets(), 64) or None
         self._generation += 1
         self._subscribed.clear()
         self._cap = self._default_cap
@@ -540,7 +899,11 @@ class XtsSession:
     async def logout(self) -> None:
         """Log out (``DELETE /auth/logout``): the server drops the session and its subscriptions.
 
-        A token the server already refuses is simply forgotten. Blocks for one request.
+        A token the server already refuses is simply forgotten. Blocks for one request (at most the
+        session's timeout).
+
+        Cancellation: the token is forgotten all the same; the server may still hold the session until it
+        expires (or until the next login with these keys).
 
         Raises:
             RateLimitedError, ConnectTimeout, ConnectError: the request failed (the token is forgotten
@@ -553,6 +916,7 @@ class XtsSession:
         except InvalidTokenError:
             pass
         finally:
+            self._retired.append(self._token)
             self._token = None
             self._valid = False
             self._subscribed.clear()
@@ -563,7 +927,13 @@ class XtsSession:
         """Subscribe instruments to message `code` (``POST /instruments/subscription``).
 
         Instruments this session already holds in `code` are sent too (the server answers
-        ``e-session-0002`` for them, which counts as success). Blocks for one request per 50 instruments.
+        ``e-session-0002`` for them, which counts as success). Blocks for one request per 50 instruments
+        (each within the session's timeout).
+
+        Cancellation: batches answered before it stay subscribed and recorded; the batch in flight is not
+        recorded, though the server may have applied it (subscribing it again is answered
+        ``e-session-0002``, which records it). With at most 50 instruments there is one batch: nothing is
+        recorded.
 
         Returns:
             The snapshots (``listQuotes``, decoded) and the server's remaining count.
@@ -615,7 +985,7 @@ class XtsSession:
                     self._subscribed[(*key, code)] = None
                 self._update_cap(remaining)
                 return SubscribeResult(code, tuple(keys), (), (), True, remaining)
-            detail = f"{envelope.code} {envelope.description!r} (HTTP {envelope.status})"
+            detail = envelope.detail
             if "limit" in envelope.description.lower() or (remaining == 0 and envelope.status == 400):
                 self._update_cap(remaining)
                 raise SubscriptionLimitError(f"XTS refused the {what}: over the session's cap: {detail}")
@@ -628,8 +998,7 @@ class XtsSession:
         snapshots, errors = self._decode_snapshots(code, result.get("listQuotes"), what)
         return SubscribeResult(code, tuple(keys), newly, tuple(snapshots), False, remaining, errors)
 
-    @staticmethod
-    def _decode_snapshots(code: int, list_quotes: Any, what: str) -> tuple[list[Event], int]:
+    def _decode_snapshots(self, code: int, list_quotes: Any, what: str) -> tuple[list[Event], int]:
         if not isinstance(list_quotes, list) or not list_quotes:
             return [], 0
         try:
@@ -637,13 +1006,19 @@ class XtsSession:
         except DecodeError as exc:
             good = list(exc.events)
             bad = len(list_quotes) - len(good)
-            logger.warning("XTS %s: %d malformed snapshot(s) skipped: %s", what, bad, exc)
+            logger.warning(
+                "XTS %s: %d malformed snapshot(s) skipped: %s", what, bad, scrub(exc, self._secrets())
+            )
             return good, bad
 
     async def unsubscribe(self, instruments: Sequence[Key], code: int) -> tuple[Key, ...]:
         """Unsubscribe instruments from message `code` (``PUT /instruments/subscription``).
 
-        Instruments not subscribed are not an error. Blocks for one request per 50 instruments.
+        Instruments not subscribed are not an error. Blocks for one request per 50 instruments (each
+        within the session's timeout).
+
+        Cancellation: batches answered before it are unsubscribed and forgotten; the batch in flight stays
+        recorded, though the server may have removed it.
 
         Returns:
             The instruments the server reported removed (``unsubList``; the request's if it did not say).
@@ -674,7 +1049,8 @@ class XtsSession:
     async def quotes(self, instruments: Sequence[Key], code: int) -> list[Event]:
         """Snapshots without subscribing (``POST /instruments/quotes``, ``publishFormat: JSON``).
 
-        Blocks for one request per 50 instruments.
+        Blocks for one request per 50 instruments (each within the session's timeout). Cancellation
+        changes nothing in the session.
 
         Returns:
             The decoded snapshots, in the server's order.
@@ -701,7 +1077,9 @@ class XtsSession:
                 try:
                     events += decode_list_quotes(code, list_quotes)
                 except DecodeError as exc:
-                    raise DecodeError(str(exc), exc.raw, [*events, *exc.events]) from exc
+                    secrets = self._secrets()
+                    scrub_chain(exc, secrets)
+                    raise DecodeError(scrub(exc, secrets), exc.raw, [*events, *exc.events]) from exc
         return events
 
     async def instrument_master(self, segments: Sequence[str | int]) -> str:
@@ -709,14 +1087,17 @@ class XtsSession:
 
         Segments are names (``"NSECM"``) or numbers (1). The request carries the token when logged in and
         none otherwise (the deployments seen serve the master without one). Blocks for one request (with
-        at least 60 s allowed: the master is large).
+        at least 60 s allowed for the whole download: the master is large). Cancellation changes nothing
+        in the session.
 
         Returns:
             The ``result`` text (parse it with `parse_master`).
 
         Raises:
             InvalidTokenError: the server wants a session (log in first).
-            ConnectError: the request failed or the server refused it.
+            ConnectTimeout: no complete answer within the session's timeout (at least 60 s).
+            ConnectError: the request failed, the server refused it, or the answer is larger than
+                `MAX_MASTER_BYTES`.
             ConfigurationError: an unknown segment.
         """
         names_by_id = {number: name for name, number in SEGMENT_IDS.items() if not name.startswith("MSEI")}
@@ -736,15 +1117,13 @@ class XtsSession:
             what="instrument master",
             json={"exchangeSegmentList": names},
             auth=self._token is not None,
-            limit=max(60.0, self._timeout),
+            limit=max(MASTER_TIMEOUT, self._timeout),
+            max_bytes=MAX_MASTER_BYTES,
         )
         if not envelope.ok:
             if envelope.status in (401, 403) or _TOKEN_TROUBLE.search(envelope.description):
                 raise InvalidTokenError(f"XTS wants a session for the instrument master ({envelope.code})")
-            raise ConnectError(
-                f"XTS refused the instrument master: {envelope.code} {envelope.description!r} "
-                f"(HTTP {envelope.status})"
-            )
+            raise ConnectError(f"XTS refused the instrument master: {envelope.detail}")
         if not isinstance(envelope.result, str):
             raise ConnectError("XTS instrument master: the result is not text")
         return envelope.result
@@ -752,23 +1131,36 @@ class XtsSession:
     async def index_list(self, segment: int) -> list[tuple[str, int]]:
         """The indices of `segment` (``GET /instruments/indexlist``) as (name, instrument id) pairs.
 
-        Entries are ``"<name>_<id>"``; malformed ones are skipped. Blocks for one request.
+        Entries are ``"<name>_<id>"``; malformed ones (not text, no positive id, a name with control
+        characters or a secret in it) are skipped. Blocks for one request (at most the session's timeout).
+        Cancellation changes nothing in the session.
 
         Raises:
             InvalidTokenError: the token was refused (this route needs a login).
-            ConnectError: the request failed or the server refused it.
+            ConnectError: the request failed or the server refused it, or the answer holds no index list.
+            ConfigurationError: `segment` is not a known segment number.
         """
+        if type(segment) is not int or segment not in SEGMENT_IDS.values():
+            raise ConfigurationError(
+                f"segment must be a known XTS segment number, got {scrub(repr(segment))}"
+            )
         envelope = await self._call(
             "GET", "/instruments/indexlist", what="index list", params={"exchangeSegment": segment}
         )
         if not envelope.ok:
             raise ConnectError(f"XTS refused the index list: {envelope.detail}")
         result = envelope.result if isinstance(envelope.result, dict) else {}
+        entries = result.get("indexList")
+        if entries is None:
+            entries = []
+        if not isinstance(entries, list):
+            raise ConnectError("XTS index list: the answer holds no list of indices")
+        secrets = self._secrets()
         out: list[tuple[str, int]] = []
-        for entry in result.get("indexList") or ():
+        for entry in entries:
             if isinstance(entry, str) and "_" in entry:
                 name, _, number = entry.rpartition("_")
                 iid = _as_int(number)
-                if name and iid is not None:
+                if name and iid is not None and 0 < iid < 2**63 and scrub(name, secrets) == name:
                     out.append((name, iid))
         return out
