@@ -238,7 +238,7 @@ def check_accounting(consumer: Consumer) -> bool:
     sub = consumer.sub
     assert sub is not None
     q = sub.statistics().queue
-    return q.received == consumer.consumed + q.dropped + q.depth + q.discarded
+    return q.received == consumer.consumed + q.dropped + q.conflated + q.depth + q.discarded
 
 
 @attrs.define
