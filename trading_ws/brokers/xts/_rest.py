@@ -361,7 +361,10 @@ class _HttpLogScrubber(logging.Filter):
     every request in flight, and escapes control characters in them."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record is logging's to report, not this filter's
+            return True
         clean = scrub(message, list(_live_secrets), limit=2000)
         if clean != message:
             record.msg = clean
