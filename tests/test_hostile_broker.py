@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
+import ssl
+import struct
 import traceback
 from collections.abc import Callable
 
@@ -12,6 +15,7 @@ import hostile
 import pytest
 import trio
 import trio_websocket
+import trustme
 
 from trading_ws import (
     AuthenticationError,
@@ -20,6 +24,7 @@ from trading_ws import (
     BrokerMessage,
     Connected,
     ConnectError,
+    ConnectTimeout,
     Disconnected,
     Event,
     KiteBroker,
@@ -178,6 +183,74 @@ async def test_a_malformed_handshake_on_a_reconnect_is_a_failed_attempt(
         reconnecting = [e for e in seen if isinstance(e, Reconnecting)]
         assert [e.attempt for e in reconnecting] == [1, 2, 3]
         assert [e.delay for e in reconnecting] == [0.05, 0.1, 0.2]  # backoff, not a retry storm
+        nursery.cancel_scope.cancel()
+
+
+async def _close_before_answer(stream: trio.SocketStream) -> None:
+    await hostile.read_request(stream)
+    await stream.aclose()
+
+
+async def _reset_before_answer(stream: trio.SocketStream) -> None:
+    await hostile.read_request(stream)
+    stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    stream.socket.close()  # an RST, not a FIN
+
+
+@pytest.mark.parametrize("handler", [_close_before_answer, _reset_before_answer], ids=["close", "reset"])
+async def test_a_connection_ended_before_the_answer_fails_at_once(handler: hostile.Handler) -> None:
+    """Rule: a broker that ends the connection before answering the handshake is reported at once, not
+    after the whole connect timeout (trio-websocket alone would wait it out)."""
+    async with trio.open_nursery() as nursery:
+        port = await hostile.serve(nursery, handler)
+        start = trio.current_time()
+        with pytest.raises(ConnectError) as caught:
+            async with open_kite_feed(
+                API_KEY, ACCESS_TOKEN, url=f"ws://127.0.0.1:{port}", connect_timeout=10
+            ):
+                pytest.fail("no handshake")
+        assert trio.current_time() - start < 2
+        assert not isinstance(caught.value, ConnectTimeout)
+        nursery.cancel_scope.cancel()
+
+
+async def test_an_untrusted_certificate_fails_at_once_as_itself() -> None:
+    """Rule: a TLS failure is reported as itself within the handshake's time, with the verification
+    error in the message and kept as the cause — not as a timeout after connect_timeout."""
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+
+    async def tls_server(stream: trio.SocketStream) -> None:
+        tls = trio.SSLStream(stream, server_context, server_side=True)
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await tls.do_handshake()
+            await trio.sleep(5)
+
+    async with trio.open_nursery() as nursery:
+        port = await hostile.serve(nursery, tls_server)
+        start = trio.current_time()
+        with pytest.raises(ConnectError) as caught:
+            async with open_kite_feed(
+                API_KEY, ACCESS_TOKEN, url=f"wss://127.0.0.1:{port}", connect_timeout=10
+            ):
+                pytest.fail("the certificate is not trusted")
+        assert trio.current_time() - start < 2
+        assert not isinstance(caught.value, ConnectTimeout)
+        assert "CERTIFICATE_VERIFY_FAILED" in str(caught.value)
+        assert caught.value.__cause__ is not None
+        # The same context trusting the CA connects (the failure was the certificate, nothing else).
+        client_context = ssl.create_default_context()
+        ca.configure_trust(client_context)
+        with pytest.raises(ConnectError, match=r"handshake|closed"):  # TLS is fine; our server speaks no HTTP
+            async with open_kite_feed(
+                API_KEY,
+                ACCESS_TOKEN,
+                url=f"wss://127.0.0.1:{port}",
+                ssl_context=client_context,
+                connect_timeout=1,
+            ):
+                pytest.fail("no WebSocket server behind the TLS")
         nursery.cancel_scope.cancel()
 
 

@@ -7,10 +7,13 @@ before it reaches a log record, an exception message or an event.
 
 from __future__ import annotations
 
-import re
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable
+from typing import Any, TypeVar, cast
 from urllib.parse import quote, quote_plus
+
+import attrs
 
 __all__ = [
     "EVENT_TEXT_LIMIT",
@@ -19,6 +22,7 @@ __all__ = [
     "known_secrets",
     "remember_secret",
     "scrub",
+    "scrub_event",
 ]
 
 #: The most characters of one server-provided text kept in a log or an exception message (the rest is cut
@@ -27,41 +31,89 @@ MAX_SERVER_TEXT = 300
 #: The same for the text of an event handed to the application (`BrokerError`, `BrokerMessage`).
 EVENT_TEXT_LIMIT = 2000
 
-# C0 controls, DEL, C1 controls, and the Unicode line and paragraph separators and bidi overrides, which
-# would split a log line or reorder what an operator reads.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-
 # Short secrets are not scrubbed by value (a 3-character "secret" would mangle every text containing it);
 # real tokens, keys and JWTs are far longer.
 _MIN_SECRET = 6
 
 
-def _escape(match: re.Match[str]) -> str:
-    char = match.group()
+def _escape(char: str) -> str:
     if char == "\n":
         return "\\n"
     if char == "\r":
         return "\\r"
     if char == "\t":
         return " "
-    return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
-def scrub(text: object, secrets: Iterable[str | None] = (), limit: int = MAX_SERVER_TEXT) -> str:
-    """`text` (made a string) with every secret replaced by ``***`` and control characters escaped.
-
-    Each secret is replaced as it is and in its URL-encoded forms (a server may echo a query string). The
-    result is cut to `limit` characters. Does not block.
-    """
-    out = text if isinstance(text, str) else str(text)
+def _replace_secrets(text: str, secrets: Iterable[str | None]) -> str:
     for secret in secrets:
         if secret and len(secret) >= _MIN_SECRET:
             for form in {secret, quote(secret, safe=""), quote_plus(secret)}:
-                out = out.replace(form, "***")
-    out = _CONTROL.sub(_escape, out)
+                text = text.replace(form, "***")
+    return text
+
+
+def scrub(text: object, secrets: Iterable[str | None] = (), limit: int = MAX_SERVER_TEXT) -> str:
+    """`text` (made a string) with every secret replaced by ``***`` and every character that is not
+    printable escaped (``\\n``, ``\\x1b``, ``\\u202e``...; a tab becomes a space).
+
+    Each secret is replaced as it is and in its URL-encoded forms (a server may echo a query string). A
+    secret broken up by invisible characters (zero-width spaces, bidi marks, controls) is found too: the
+    text then loses its invisible characters. The result is cut to `limit` characters. Does not block.
+    """
+    out = text if isinstance(text, str) else str(text)
+    secrets = tuple(secrets)
+    out = _replace_secrets(out, secrets)
+    if not out.isprintable():
+        # Invisible characters a server could slip into an echoed secret to get it past a plain
+        # comparison: controls and format characters (zero-width spaces, bidi marks, tags...).
+        visible = "".join(c for c in out if c in "\r\n\t" or unicodedata.category(c) not in ("Cc", "Cf"))
+        hidden = _replace_secrets(visible, secrets)
+        if hidden != visible:
+            out = hidden
+        out = "".join(c if c.isprintable() else _escape(c) for c in out)
     if len(out) > limit:
         out = out[: limit - 1] + "…"
     return out
+
+
+_E = TypeVar("_E", bound=attrs.AttrsInstance)
+
+
+def _scrub_value(value: Any, secrets: tuple[str | None, ...], depth: int = 0) -> Any:
+    if isinstance(value, str):
+        return scrub(value, secrets, EVENT_TEXT_LIMIT)
+    if depth > 32:  # deeper than any payload a broker documents: keep nothing of it
+        return "…"
+    if isinstance(value, dict):
+        return {
+            _scrub_value(k, secrets, depth + 1): _scrub_value(v, secrets, depth + 1) for k, v in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return type(value)(_scrub_value(v, secrets, depth + 1) for v in value)
+    return value
+
+
+def scrub_event(event: _E, secrets: Iterable[str | None]) -> _E:
+    """`event` (an attrs instance) with every string in it scrubbed (see `scrub`, at `EVENT_TEXT_LIMIT`):
+    its text fields, and the keys and values of its dicts and lists, however deep. For the rare events that
+    carry a server's text (an order update, a broker message, a market status); never for ticks, whose
+    only strings are the library's own. Returns `event` itself when nothing changed. Does not block."""
+    secrets = tuple(secrets)
+    changes = {}
+    for field in attrs.fields(type(event)):
+        value = getattr(event, field.name)
+        if isinstance(value, (str, dict, list, tuple)):
+            scrubbed = _scrub_value(value, secrets)
+            if scrubbed != value:
+                changes[field.alias or field.name] = scrubbed
+    if not changes:
+        return event
+    # mypy's attrs plugin cannot evolve a type variable; at run time `event` is an attrs instance.
+    evolved: _E = attrs.evolve(cast("Any", event), **changes)
+    return evolved
 
 
 # The secrets of the feeds alive in this process, for text the library does not produce itself: the log

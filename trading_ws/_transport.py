@@ -13,7 +13,7 @@ import re
 import ssl
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
-from typing import NoReturn
+from typing import NoReturn, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import attrs
@@ -198,6 +198,18 @@ def _describe(exc: BaseException, scrub: Scrub | None) -> tuple[str, bool]:
     return text, text == raw
 
 
+def _tls_error(exc: BaseException) -> ssl.SSLError | None:
+    """The TLS error behind `exc` (trio reports one as a BrokenResourceError caused by it), if any."""
+    seen = 0
+    current: BaseException | None = exc
+    while current is not None and seen < 4:
+        if isinstance(current, ssl.SSLError):
+            return current
+        current = current.__cause__ or current.__context__
+        seen += 1
+    return None
+
+
 def _map_error(
     exc: BaseException, endpoint: WsEndpoint, connect_timeout: float, scrub: Scrub | None = None
 ) -> BaseException:
@@ -221,6 +233,9 @@ def _map_error(
             mapped = RateLimitedError("broker refused the connection: too many (HTTP 429)")
         else:
             mapped = ConnectError(f"broker refused the WebSocket handshake (HTTP {status})")
+    elif (tls := _tls_error(exc)) is not None:
+        text, _ = _describe(tls, scrub)
+        mapped = ConnectError(f"TLS with {endpoint.host}:{endpoint.port} failed: {text}")
     else:
         text, _ = _describe(exc, scrub)
         if isinstance(exc, (trio_websocket.HandshakeError, trio_websocket.ConnectionClosed)):
@@ -267,6 +282,7 @@ async def open_ws(
     """
     stream: trio.SocketStream | trio.SSLStream[trio.SocketStream] | None = None
     body_error: BaseException | None = None
+    mapped: BaseException | None = None
     try:
         async with trio.open_nursery() as nursery:
             with trio.fail_after(connect_timeout):
@@ -277,22 +293,37 @@ async def open_ws(
                         ssl_context=ssl_context or ssl.create_default_context(),
                         https_compatible=True,
                     )
+                    # At once, so that a certificate the client does not trust fails as itself (inside
+                    # trio-websocket it would surface only as a handshake that never completes).
+                    await stream.do_handshake()
                 else:
                     stream = await trio.open_tcp_stream(endpoint.host, endpoint.port)
                 default_port = 443 if endpoint.tls else 80
                 host_header = (
                     endpoint.host if endpoint.port == default_port else f"{endpoint.host}:{endpoint.port}"
                 )
-                ws = await trio_websocket.wrap_client_stream(
-                    nursery,
-                    stream,
-                    host_header,
-                    resource,
-                    extra_headers=headers,
-                    message_queue_size=MESSAGE_QUEUE_SIZE,
-                    max_message_size=max_message_size,
-                    receive_buffer_size=RECEIVE_BUFFER_SIZE,
-                )
+                with trio.CancelScope() as answer_scope:
+                    watched = _Watched(stream, answer_scope)
+                    ws = await trio_websocket.wrap_client_stream(
+                        nursery,
+                        # It takes any trio Stream, though its annotation names the two it is usually given.
+                        cast("trio.SocketStream", watched),
+                        host_header,
+                        resource,
+                        extra_headers=headers,
+                        message_queue_size=MESSAGE_QUEUE_SIZE,
+                        max_message_size=max_message_size,
+                        receive_buffer_size=RECEIVE_BUFFER_SIZE,
+                    )
+                    watched.answered()
+                if answer_scope.cancelled_caught:
+                    error: BaseException = ConnectError(
+                        f"{endpoint.host}:{endpoint.port} closed the connection before answering the "
+                        "WebSocket handshake"
+                    )
+                    if isinstance(watched.ended, BaseException):
+                        error = _map_error(watched.ended, endpoint, connect_timeout, scrub)
+                    raise error
             try:
                 yield ws
             except BaseException as exc:
@@ -312,18 +343,63 @@ async def open_ws(
             raise
         if any(chosen is leaf for leaf in _leaves(group)):
             _reraise_leaf(chosen)
-        raise chosen from chosen.__cause__
+        mapped = chosen
     except BaseException as exc:
         if exc is body_error:
             raise
         mapped = _map_error(exc, endpoint, connect_timeout, scrub)
         if mapped is exc:
             raise
-        raise mapped from mapped.__cause__
     finally:
         if stream is not None:
             # trio-websocket leaves the stream open when the handshake is refused; we own it.
             await trio.aclose_forcefully(stream)
+    if mapped is not None:
+        # Raised here, outside the handler: the third-party errors stay reachable only as the cause, and
+        # only when their text is safe (`_map_error`), never as the implicit context.
+        raise mapped from mapped.__cause__
+
+
+class _Watched(trio.abc.Stream):
+    """The connection's stream as trio-websocket reads it, watched until the handshake is answered: trio-
+    websocket's reader swallows an end of stream or a reset that comes before the answer, and the handshake
+    would then wait out the whole connect timeout. Here it cancels `scope` at once, and `ended` says why
+    (the error, or True for a clean end of stream)."""
+
+    __slots__ = ("_scope", "_stream", "ended")
+
+    def __init__(self, stream: trio.abc.Stream, scope: trio.CancelScope) -> None:
+        self._stream = stream
+        self._scope: trio.CancelScope | None = scope
+        self.ended: BaseException | bool = False
+
+    def answered(self) -> None:
+        """The handshake was answered: stop watching."""
+        self._scope = None
+
+    def _end(self, why: BaseException | bool) -> None:
+        if self._scope is not None:
+            self.ended = why
+            self._scope.cancel()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        try:
+            data = await self._stream.receive_some(max_bytes)
+        except Exception as exc:
+            self._end(exc)
+            raise
+        if not data:
+            self._end(True)
+        return data
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self._stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._stream.wait_send_all_might_not_block()
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
 
 
 def _choose_from_group(

@@ -29,9 +29,9 @@ from ..._errors import (
     DecodeError,
     SubscriptionLimitError,
 )
-from ..._model import Broker, BrokerError, BrokerMessage, Connected, Event, Mode, Resubscribed, coerce_mode
+from ..._model import Broker, Connected, Mode, Resubscribed, coerce_mode
 from ..._ratelimit import TokenBucket
-from ..._scrub import EVENT_TEXT_LIMIT, forget_secret, remember_secret, scrub
+from ..._scrub import forget_secret, remember_secret, scrub, scrub_event
 from ..._transport import DEFAULT_MAX_MESSAGE_SIZE, open_ws, parse_ws_url, redact_url
 from ..._validate import check_credential, check_int, check_seconds
 from ..._version import __version__
@@ -337,13 +337,6 @@ class KiteFeed(BatchFeed):
     def _scrub(self, text: str) -> str:
         return scrub(text, (self._access_token,))
 
-    def _scrub_event(self, event: Event) -> Event:
-        """A text message's event with the broker's text made safe (secrets out, control characters
-        escaped, length capped)."""
-        if type(event) is BrokerError or type(event) is BrokerMessage:
-            return attrs.evolve(event, text=scrub(event.text, (self._access_token,), EVENT_TEXT_LIMIT))
-        return event
-
     async def _connect_once(self, up: Callable[[], None]) -> NoReturn:
         """One connection, from handshake to loss (see `Connector._connect_once`)."""
         if self._limiter is not None:
@@ -414,7 +407,8 @@ class KiteFeed(BatchFeed):
                         logger.warning("skipping a malformed Kite message (%d bytes): %s", len(exc.raw), text)
                         events = list(exc.events)
                     if type(message) is str and events:
-                        events = [self._scrub_event(event) for event in events]
+                        secrets = (self._access_token,)
+                        events = [scrub_event(event, secrets) for event in events]
                     if events:
                         self._ticks += len(events)
                         await queue.put(events)  # the watchdog is off: a slow consumer is not silence

@@ -53,7 +53,7 @@ from ..._model import (
     coerce_mode,
 )
 from ..._ratelimit import TokenBucket
-from ..._scrub import EVENT_TEXT_LIMIT, forget_secret, remember_secret, scrub
+from ..._scrub import EVENT_TEXT_LIMIT, forget_secret, remember_secret, scrub, scrub_event
 from ..._transport import open_service_nursery, open_ws
 from ..._validate import check_int, check_seconds
 from ..._version import __version__
@@ -572,6 +572,12 @@ class XtsFeed(BatchFeed):
         session = self._session
         return scrub(text, (session.token, session._secret_key))
 
+    def _scrub_events(self, events: list[Event]) -> list[Event]:
+        """Events with every server text in them made safe (ticks carry none: they pass as they are)."""
+        session = self._session
+        secrets = (session.token, session._secret_key)
+        return [event if type(event) is Tick else scrub_event(event, secrets) for event in events]
+
     def _text(self, data: Any) -> str:
         """A server-provided payload as safe text (secrets out, control characters escaped, capped)."""
         session = self._session
@@ -816,6 +822,8 @@ class XtsFeed(BatchFeed):
                     else:
                         self._unknown += 1
                         continue
+                    if len(events) != 1 or type(events[0]) is not Tick:  # not the hot path
+                        events = self._scrub_events(events)
                     if events and self._awaiting:
                         events = self._hold_back(events)
                     if events:
