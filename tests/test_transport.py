@@ -15,8 +15,8 @@ from trading_ws import (
     DecodeError,
     RateLimitedError,
 )
+from trading_ws._scrub import ScrubLogFilter
 from trading_ws._transport import (
-    RedactSecretsFilter,
     WsEndpoint,
     _choose_from_group,
     is_loopback_host,
@@ -90,6 +90,6 @@ def test_redaction() -> None:
         ("ws://h/?access_token=SECRET",),
         None,
     )
-    RedactSecretsFilter().filter(record)
+    ScrubLogFilter().filter(record)
     assert "SECRET" not in record.getMessage()
     assert "access_token=***" in record.getMessage()

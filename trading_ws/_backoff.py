@@ -9,27 +9,34 @@ from collections.abc import Iterator
 import attrs
 
 from ._errors import ConfigurationError
+from ._validate import check_int
 
 __all__ = ["Backoff"]
 
 
+def _number(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigurationError(f"{name} must be a number, got {type(value).__name__}")
+    return value
+
+
 def _check_positive(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not (value > 0 and math.isfinite(value)):
+    if not (_number(attribute.name, value) > 0 and math.isfinite(value)):
         raise ConfigurationError(f"{attribute.name} must be a positive finite number, got {value!r}")
 
 
 def _check_jitter(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not 0 <= value < 1:
+    if not 0 <= _number("jitter", value) < 1:
         raise ConfigurationError(f"jitter must be in [0, 1), got {value!r}")
 
 
 def _check_attempts(instance: object, attribute: attrs.Attribute[int | None], value: int | None) -> None:
-    if value is not None and value < 0:
-        raise ConfigurationError(f"max_attempts must be >= 0 or None, got {value!r}")
+    if value is not None:
+        check_int("max_attempts", value, 0)
 
 
 def _check_factor(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not (value >= 1 and math.isfinite(value)):
+    if not (_number("factor", value) >= 1 and math.isfinite(value)):
         raise ConfigurationError(f"factor must be >= 1, got {value!r}")
 
 

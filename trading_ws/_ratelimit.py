@@ -8,6 +8,7 @@ import attrs
 import trio
 
 from ._errors import ConfigurationError
+from ._validate import check_int
 
 __all__ = ["RateLimit", "TokenBucket"]
 
@@ -24,8 +25,16 @@ class RateLimit:
     burst: int = 20
 
     def __attrs_post_init__(self) -> None:
-        if not (self.rate > 0 and math.isfinite(self.rate)) or self.burst < 1:
-            raise ConfigurationError(f"invalid rate limit: rate={self.rate!r} burst={self.burst!r}")
+        rate: object = self.rate
+        if (
+            isinstance(rate, bool)
+            or not isinstance(rate, (int, float))
+            or not (rate > 0 and math.isfinite(rate))
+        ):
+            raise ConfigurationError(
+                f"rate must be a positive finite number of requests per second, got {rate!r:.40}"
+            )
+        check_int("burst", self.burst, 1)
 
 
 class TokenBucket:

@@ -7,9 +7,12 @@ before it reaches a log record, an exception message or an event.
 
 from __future__ import annotations
 
+import logging
+import re
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar, cast
 from urllib.parse import quote, quote_plus
 
@@ -18,11 +21,14 @@ import attrs
 __all__ = [
     "EVENT_TEXT_LIMIT",
     "MAX_SERVER_TEXT",
+    "SECRET_PARAMS",
+    "ScrubLogFilter",
     "forget_secret",
     "known_secrets",
     "remember_secret",
     "scrub",
     "scrub_event",
+    "secrets_in_flight",
 ]
 
 #: The most characters of one server-provided text kept in a log or an exception message (the rest is cut
@@ -138,3 +144,59 @@ def forget_secret(secret: str | None) -> None:
 def known_secrets() -> tuple[str, ...]:
     """The secrets of the feeds open now."""
     return tuple(_LIVE_SECRETS)
+
+
+@contextmanager
+def secrets_in_flight(secrets: Iterable[str | None]) -> Iterator[None]:
+    """Have `secrets` scrubbed from third-party log records (see `ScrubLogFilter`) for the block."""
+    held = [secret for secret in secrets if secret]
+    for secret in held:
+        remember_secret(secret)
+    try:
+        yield
+    finally:
+        for secret in held:
+            forget_secret(secret)
+
+
+#: Query parameters whose values are secrets and never printed.
+SECRET_PARAMS = frozenset(
+    {"access_token", "token", "api_secret", "secretkey", "secret_key", "public_token", "enctoken"}
+)
+_SECRET_IN_TEXT = re.compile(r"(?i)\b(" + "|".join(sorted(SECRET_PARAMS)) + r")=([^&\s'\"]+)")
+
+
+class ScrubLogFilter(logging.Filter):
+    """Rewrites a third-party log record so that no secret and no control character reaches a log.
+
+    trio-websocket logs the full request URL at DEBUG level ("Connecting to ws://...?access_token=...") and
+    the server's close reasons as it got them; httpx and httpcore quote server answers and headers. The
+    library installs this filter on those loggers (a filter, not a handler: where records go stays the
+    application's choice): secret query values read ``***``, the secrets of every open feed and every
+    request in flight are replaced wherever they appear (`remember_secret`, `secrets_in_flight`), and
+    control characters are escaped.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record is logging's to report, not this filter's
+            return True
+        redacted = scrub(_SECRET_IN_TEXT.sub(r"\1=***", message), known_secrets(), limit=4000)
+        if redacted != message:
+            record.msg = redacted
+            record.args = ()
+        return True
+
+
+_LOG_FILTER = ScrubLogFilter()
+for _name in (
+    "trio-websocket",
+    "httpx",
+    "httpcore.connection",
+    "httpcore.http11",
+    "httpcore.http2",
+    "httpcore.proxy",
+    "httpcore.socks",
+):
+    logging.getLogger(_name).addFilter(_LOG_FILTER)

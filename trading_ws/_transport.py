@@ -1,15 +1,14 @@
-"""WebSocket plumbing shared by the broker feeds: URL policy, secret redaction, a tuned connect that maps
-trio-websocket's and the OS's errors to ours, and a nursery that does not wrap a lone error in a group.
+"""WebSocket plumbing shared by the broker feeds: URL policy, a tuned connect that maps every error of
+trio-websocket, wsproto, h11, TLS and the OS to ours, and a nursery that does not wrap a lone error in a
+group. (Secrets are scrubbed by `trading_ws._scrub`, whose log filter also covers trio-websocket.)
 
 No broker wire format is known here.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import math
-import re
 import ssl
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -22,19 +21,18 @@ import trio_websocket
 
 from ._errors import (
     AuthenticationError,
-    ConfigurationError,
     ConnectError,
     ConnectTimeout,
     RateLimitedError,
     TradingWsError,
 )
-from ._scrub import known_secrets, scrub
+from ._scrub import SECRET_PARAMS
+from ._validate import check_url, is_loopback_host
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
     "MESSAGE_QUEUE_SIZE",
     "RECEIVE_BUFFER_SIZE",
-    "RedactSecretsFilter",
     "WsEndpoint",
     "is_loopback_host",
     "open_service_nursery",
@@ -53,15 +51,14 @@ MESSAGE_QUEUE_SIZE = 16
 #: The largest WebSocket message a feed accepts by default (a Kite frame of 3000 full packets is ~560 KB).
 DEFAULT_MAX_MESSAGE_SIZE = 4 * 1024 * 1024
 
-#: Query parameters whose values are secrets and never printed.
-SECRET_PARAMS = frozenset(
-    {"access_token", "token", "api_secret", "secretkey", "secret_key", "public_token", "enctoken"}
-)
-
 
 def redact_url(url: str) -> str:
-    """The URL with every secret query value replaced by ``***`` (safe to log or show)."""
+    """The URL with every secret query value, and any user info, replaced by ``***`` (safe to log or
+    show)."""
     parts = urlsplit(url)
+    if "@" in parts.netloc:
+        parts = parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2])
+        url = urlunsplit(parts)
     if not parts.query:
         return url
     query = [
@@ -69,44 +66,6 @@ def redact_url(url: str) -> str:
         for key, value in parse_qsl(parts.query, keep_blank_values=True)
     ]
     return urlunsplit(parts._replace(query=urlencode(query, safe="*")))
-
-
-_SECRET_IN_TEXT = re.compile(
-    r"(?i)\b(" + "|".join(sorted(SECRET_PARAMS)) + r")=([^&\s'\"]+)",
-)
-
-
-class RedactSecretsFilter(logging.Filter):
-    """Rewrites a log record so that no secret and no control character reaches a log.
-
-    trio-websocket logs the full request URL at DEBUG level ("Connecting to ws://...?access_token=...") and
-    the server's close reasons as it got them (a hostile server may echo the token, or inject CR/LF). The
-    library installs this filter on the ``trio-websocket`` logger (a filter, not a handler: where records go
-    stays the application's choice): secret query values read ``***``, the secrets of every open feed are
-    replaced wherever they appear, and control characters are escaped.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        redacted = scrub(_SECRET_IN_TEXT.sub(r"\1=***", message), known_secrets(), limit=4000)
-        if redacted != message:
-            record.msg = redacted
-            record.args = ()
-        return True
-
-
-_REDACT_FILTER = RedactSecretsFilter()
-logging.getLogger("trio-websocket").addFilter(_REDACT_FILTER)
-
-
-def is_loopback_host(host: str) -> bool:
-    """True for ``localhost`` and addresses in 127.0.0.0/8 or ``::1``."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 @attrs.frozen
@@ -120,67 +79,20 @@ class WsEndpoint:
 
 
 def parse_ws_url(url: str, *, allow_insecure: bool = False) -> WsEndpoint:
-    """Check and split a ``ws://`` or ``wss://`` root URL.
+    """Check and split a ``ws://`` or ``wss://`` root URL (see `check_url`).
 
     Plain ``ws://`` is accepted only for loopback hosts unless `allow_insecure` is true, so credentials
     never cross a network in clear text by accident.
 
     Raises:
-        ConfigurationError: another scheme, no host, a query string, or an insecure non-loopback URL.
+        ConfigurationError: another scheme, no host, a bad port, user info, a query or fragment, or an
+            insecure non-loopback URL; the message never shows the URL.
     """
-    parts = split_root_url(url, ("ws", "wss"))
+    parts = check_url("url", url, secure="wss", plain="ws", allow_insecure=allow_insecure)
     tls = parts.scheme == "wss"
-    if not tls and not allow_insecure and not is_loopback_host(parts.hostname):
-        raise ConfigurationError(
-            f"refusing plain ws:// to non-loopback host {parts.hostname!r}: credentials would travel "
-            "unencrypted (use wss://, or pass allow_insecure=True)"
-        )
+    hostname = parts.hostname or ""
     port = parts.port or (443 if tls else 80)
-    return WsEndpoint(parts.hostname, port, parts.path or "/", tls)
-
-
-def split_root_url(url: object, schemes: tuple[str, ...]) -> _SplitRoot:
-    """Check a root URL given by the user and split it; nothing of it that may be secret is echoed.
-
-    Refused: a non-string, a scheme not in `schemes`, no host, a port out of range, user info
-    (``user:pass@``: credentials never go in a URL, and a password would show in reprs and logs), a query
-    or a fragment (credentials are added by the library), spaces or control characters.
-
-    Raises:
-        ConfigurationError: for any of the above.
-    """
-    if not isinstance(url, str):
-        raise ConfigurationError(f"a URL must be a string, got {type(url).__name__}")
-    if not url.isprintable() or any(c.isspace() for c in url):
-        raise ConfigurationError("a URL must not contain spaces or control characters")
-    parts = urlsplit(url)
-    if "@" in parts.netloc:
-        raise ConfigurationError("a URL must not contain user info (user:password@); pass credentials apart")
-    shown = redact_url(url)
-    if parts.scheme not in schemes:
-        wanted = " or ".join(f"{scheme}://" for scheme in schemes)
-        raise ConfigurationError(f"expected a {wanted} URL, got {shown!r}")
-    if not parts.hostname:
-        raise ConfigurationError(f"URL has no host: {shown!r}")
-    try:
-        port = parts.port
-    except ValueError:
-        raise ConfigurationError(f"URL has an invalid port: {shown!r}") from None
-    if port == 0:
-        raise ConfigurationError(f"URL has an invalid port: {shown!r}")
-    if parts.query or parts.fragment:
-        raise ConfigurationError(
-            "give the root URL without a query or fragment; credentials are added by the library"
-        )
-    return _SplitRoot(parts.scheme, parts.hostname, parts.port, parts.path)
-
-
-@attrs.frozen
-class _SplitRoot:
-    scheme: str
-    hostname: str
-    port: int | None
-    path: str
+    return WsEndpoint(hostname, port, parts.path or "/", tls)
 
 
 Scrub = Callable[[str], str]

@@ -15,6 +15,7 @@ import trio_websocket
 from .._backoff import Backoff
 from .._errors import AuthenticationError, FeedClosedError
 from .._model import Broker, Event
+from .._scrub import forget_secret, remember_secret
 from .._transport import open_service_nursery
 from ._reconnect import ReconnectPolicy, SupervisorState, supervise
 
@@ -162,6 +163,13 @@ class BatchFeed:
         self._connection_id = connection_id
         self._state = SupervisorState()
         self._ws: trio_websocket.WebSocketConnection | None = None
+        self._remembered: list[str] = []
+
+    def _remember(self, secret: str | None) -> None:
+        """Have `secret` scrubbed from third-party log records too, until the feed's block ends."""
+        if secret and secret not in self._remembered:
+            remember_secret(secret)
+            self._remembered.append(secret)
 
     @property
     def connected(self) -> bool:
@@ -265,14 +273,19 @@ async def run_feed(feed: _F, leave: Callable[[], Awaitable[None]] | None = None)
     raised here); leaving marks the feed closed, runs `leave` (a bounded goodbye to the broker, while the
     connection's tasks still run), stops the loop, and raises the feed's failure for good if the consumer
     never saw it."""
-    async with open_service_nursery() as nursery:
-        await nursery.start(feed._run)
-        try:
-            yield feed
-        finally:
-            feed._closed = True
-            if leave is not None:
-                await leave()
-            nursery.cancel_scope.cancel()
+    try:
+        async with open_service_nursery() as nursery:
+            await nursery.start(feed._run)
+            try:
+                yield feed
+            finally:
+                feed._closed = True
+                if leave is not None:
+                    await leave()
+                nursery.cancel_scope.cancel()
+    finally:
+        for secret in feed._remembered:
+            forget_secret(secret)
+        feed._remembered.clear()
     if feed._failure is not None and not feed._failure_seen:
         raise feed._failure

@@ -36,6 +36,7 @@ __all__ = [
     "ReconnectPolicy",
     "Renew",
     "Retry",
+    "provider_failed",
     "supervise",
 ]
 
@@ -169,6 +170,17 @@ class Connector(Protocol):
         ...
 
 
+def provider_failed(what: str, exc: Exception, scrub: Callable[[str], str]) -> AuthenticationError:
+    """The AuthenticationError for a credentials provider (or a renewal) that raised `exc`: its text
+    scrubbed, and `exc` kept as the cause only when its text shows no secret."""
+    raw = f"{type(exc).__name__}: {exc}"
+    text = scrub(raw)
+    failure = AuthenticationError(f"the {what} failed: {text}")
+    if text == raw:
+        failure.__cause__ = exc
+    return failure
+
+
 @attrs.define
 class SupervisorState:
     """Counters the supervisor keeps for the feed's statistics."""
@@ -238,9 +250,15 @@ async def supervise(
             return None
         if is_up:
             state.reconnects += 1
-        renewable = isinstance(error, AuthenticationError) and connector._can_renew(error)
-        decision = policy.failed(error, got_data=got_data, renewable=renewable)
         reason = connector._scrub(str(error))
+        renewable = isinstance(error, AuthenticationError) and connector._can_renew(error)
+        try:
+            decision = policy.failed(error, got_data=got_data, renewable=renewable)
+        except Exception as exc:  # a bug (a broken random source, say): end the feed, typed and loud
+            log.error("%s connection %d: the reconnect policy failed", name, connection_id, exc_info=True)
+            broken = ConnectError(f"the reconnect policy failed ({type(exc).__name__}) after: {reason}")
+            broken.__cause__ = exc
+            decision = GiveUp(broken)
         if isinstance(decision, GiveUp) and not policy.started:
             raise decision.error
         # Every failed attempt is reported, except a refusal that is renewed before its connection came
@@ -253,14 +271,19 @@ async def supervise(
             return decision.error
         if isinstance(decision, Renew):
             log.warning("%s connection %d: %s; renewing the credentials", name, connection_id, reason)
+            refused: AuthenticationError | None = None
             try:
                 await connector._renew_credentials()
             except AuthenticationError as exc:
+                refused = exc
+            except Exception as exc:  # a connector's bug: the feed ends, typed
+                refused = provider_failed("renewal of the credentials", exc, connector._scrub)
+            if refused is not None:
                 if not policy.started:
-                    raise
-                text = connector._scrub(str(exc))
+                    raise refused from refused.__cause__
+                text = connector._scrub(str(refused))
                 log.error("%s connection %d failed for good: %s", name, connection_id, text)
-                return exc
+                return refused
             if announce:
                 emit(Reconnecting(broker, connection_id, decision.attempt, 0.0, time.time()))
             continue

@@ -12,24 +12,24 @@ import httpx
 
 from ..._backoff import Backoff
 from ..._errors import AuthenticationError, ConfigurationError, ConnectError, DecodeError, RateLimitedError
+from ..._http import MAX_MASTER_BYTES, http_exchange, scrub_chain
 from ..._model import Broker, Event, Mode
 from ..._ratelimit import RateLimit, TokenBucket
 from ..._scrub import scrub
-from ..._validate import check_credential, check_int, check_seconds
+from ..._validate import (
+    check_callable,
+    check_credential,
+    check_flag,
+    check_instance,
+    check_int,
+    check_label,
+    check_master_source,
+    check_seconds,
+    check_url,
+)
 from ..._version import __version__
 from .._interface import BrokerFeed, InstrumentInfo
 from .._queue import Sink
-from ..xts._rest import (  # the REST boundary and argument checks both brokers share
-    MAX_MASTER_BYTES,
-    check_callable,
-    check_flag,
-    check_instance,
-    check_label,
-    check_master_source,
-    check_url,
-    http_exchange,
-    scrub_chain,
-)
 from ._feed import KITE_WS_URL, MAX_INSTRUMENTS_PER_CONNECTION, KiteFeed, TokenProvider, open_kite_feed
 from ._instruments import KITE_API_URL, parse_instruments_csv
 

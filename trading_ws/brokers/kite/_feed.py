@@ -31,12 +31,19 @@ from ..._errors import (
 )
 from ..._model import Broker, Connected, Mode, Resubscribed, coerce_mode
 from ..._ratelimit import TokenBucket
-from ..._scrub import forget_secret, remember_secret, scrub, scrub_event
+from ..._scrub import scrub, scrub_event
 from ..._transport import DEFAULT_MAX_MESSAGE_SIZE, open_ws, parse_ws_url, redact_url
-from ..._validate import check_credential, check_int, check_seconds
+from ..._validate import (
+    check_callable,
+    check_credential,
+    check_flag,
+    check_instance,
+    check_int,
+    check_seconds,
+)
 from ..._version import __version__
 from .._queue import BatchFeed, Sink, run_feed
-from .._reconnect import ConnectionLost
+from .._reconnect import ConnectionLost, provider_failed
 from ._codec import decode_frame, encode_control
 
 __all__ = [
@@ -134,10 +141,13 @@ class KiteFeed(BatchFeed):
         check_int("max_instruments", max_instruments, 1, 65535)
         check_int("max_message_size", max_message_size, 1024)
         check_int("connection_id", connection_id, 0)
-        if not isinstance(backoff, Backoff):
-            raise ConfigurationError(f"backoff must be a Backoff, got {type(backoff).__name__}")
-        if token_provider is not None and not callable(token_provider):
-            raise ConfigurationError("token_provider must be an async function returning a token")
+        check_instance("backoff", backoff, Backoff)
+        check_callable("token_provider", token_provider)
+        check_flag("allow_insecure", allow_insecure)
+        check_instance("ssl_context", ssl_context, ssl.SSLContext, optional=True)
+        check_instance("rng", rng, random.Random, optional=True)
+        check_instance("rate_limiter", rate_limiter, TokenBucket, optional=True)
+        check_callable("sink", sink)
         self._endpoint = parse_ws_url(url, allow_insecure=allow_insecure)
         self._url = url
         self._api_key = api_key
@@ -268,13 +278,13 @@ class KiteFeed(BatchFeed):
         self._check_open()
         if isinstance(tokens, (str, bytes)) or not isinstance(tokens, Iterable):
             raise ConfigurationError(f"tokens must be an iterable of ints, got {type(tokens).__name__}")
-        out = list(dict.fromkeys(tokens))
-        for token in out:
+        items = list(tokens)
+        for token in items:  # checked before hashing: a list or a dict is refused, not a TypeError
             if type(token) is not int or not 0 <= token <= 0xFFFFFFFF:
                 raise ConfigurationError(
                     f"instrument token must be an unsigned 32-bit int, got {token!r:.40}"
                 )
-        return out
+        return list(dict.fromkeys(items))
 
     async def _send_requests(
         self, requests: list[tuple[str, list[int], Mode | None]], record: Callable[[], None]
@@ -320,18 +330,18 @@ class KiteFeed(BatchFeed):
     async def _renew_credentials(self) -> None:
         provider = self._token_provider
         assert provider is not None
+        failure: AuthenticationError | None = None
         try:
             token = await provider()
         except AuthenticationError:
             raise
         except Exception as exc:
-            raise AuthenticationError(
-                f"the token provider failed: {type(exc).__name__}: {self._scrub(str(exc))}"
-            ) from exc
+            failure = provider_failed("token provider", exc, self._scrub)
+        if failure is not None:  # raised outside the handler: an unsafe error is not even the context
+            raise failure from failure.__cause__
         if not isinstance(token, str) or not token or not token.isprintable() or not token.isascii():
             raise AuthenticationError("the token provider returned no usable access token")
-        remember_secret(token)
-        forget_secret(self._access_token)
+        self._remember(token)
         self._access_token = token
 
     def _scrub(self, text: str) -> str:
@@ -521,9 +531,6 @@ async def open_kite_feed(
         max_message_size=max_message_size,
         sink=sink,
     )
-    remember_secret(feed._access_token)
-    try:
-        async with run_feed(feed) as running:
-            yield running
-    finally:
-        forget_secret(feed._access_token)
+    feed._remember(access_token)
+    async with run_feed(feed) as running:
+        yield running

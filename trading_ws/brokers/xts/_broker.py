@@ -14,7 +14,15 @@ from ..._errors import AuthenticationError, ConfigurationError
 from ..._model import Broker, Event, Mode
 from ..._ratelimit import RateLimit, TokenBucket
 from ..._scrub import scrub
-from ..._validate import check_credential, check_int, check_seconds
+from ..._validate import (
+    check_callable,
+    check_credential,
+    check_instance,
+    check_int,
+    check_label,
+    check_master_source,
+    check_seconds,
+)
 from .._interface import BrokerFeed, InstrumentInfo
 from .._queue import Sink
 from ._feed import BROADCAST_MODES, XTS_FLAVOURS, XtsFeed, open_xts_feed
@@ -24,10 +32,6 @@ from ._rest import (
     MAX_SUBSCRIPTIONS,
     CredentialsProvider,
     XtsSession,
-    check_callable,
-    check_instance,
-    check_label,
-    check_master_source,
     parse_root_url,
 )
 

@@ -53,12 +53,12 @@ from ..._model import (
     coerce_mode,
 )
 from ..._ratelimit import TokenBucket
-from ..._scrub import EVENT_TEXT_LIMIT, forget_secret, remember_secret, scrub, scrub_event
+from ..._scrub import EVENT_TEXT_LIMIT, scrub, scrub_event
 from ..._transport import open_service_nursery, open_ws
-from ..._validate import check_int, check_seconds
+from ..._validate import check_callable, check_flag, check_instance, check_int, check_seconds
 from ..._version import __version__
 from .._queue import BatchFeed, Sink, run_feed
-from .._reconnect import ConnectionLost
+from .._reconnect import ConnectionLost, provider_failed
 from ._codec import CODE_TO_MODE, MESSAGE_CODES, MODE_TO_CODE, decode_event, decode_message, event_name
 from ._engineio import (
     EioClose,
@@ -224,10 +224,12 @@ class XtsFeed(BatchFeed):
         check_int("buffer", buffer, 1)
         check_int("max_instruments", max_instruments, 1)
         check_int("connection_id", connection_id, 0)
-        if not isinstance(backoff, Backoff):
-            raise ConfigurationError(f"backoff must be a Backoff, got {type(backoff).__name__}")
-        if credentials_provider is not None and not callable(credentials_provider):
-            raise ConfigurationError("credentials_provider must be an async function")
+        check_instance("backoff", backoff, Backoff)
+        check_callable("credentials_provider", credentials_provider)
+        check_instance("ssl_context", ssl_context, ssl.SSLContext, optional=True)
+        check_instance("rng", rng, random.Random, optional=True)
+        check_instance("rate_limiter", rate_limiter, TokenBucket, optional=True)
+        check_callable("sink", sink)
         self._session = session
         self._broadcast_mode = mode
         self._flavour = flavour
@@ -244,7 +246,6 @@ class XtsFeed(BatchFeed):
         self._awaiting: dict[Key, Mode] = {}
         self._held: list[Tick] = []
         self._conn_scope: trio.CancelScope | None = None
-        self._token_shown: str | None = None  # the session token given to `remember_secret`
         self._frames = self._ticks = self._snapshots = self._decode_errors = self._unknown = 0
         self._pings = self._pongs = 0
         self._last_frame_at: float | None = None
@@ -543,17 +544,23 @@ class XtsFeed(BatchFeed):
                     nursery.start_soon(log_out)
 
     async def _renew(self) -> None:
-        """Take fresh keys from the provider (if any) and make the next connection log in."""
+        """Take fresh keys from the provider (if any) and make the next connection log in.
+
+        Raises:
+            AuthenticationError: the provider failed, or gave keys that are not keys.
+        """
         if self._provider is not None:
+            failure: AuthenticationError | None = None
             try:
                 app_key, secret_key = await self._provider()
                 self._session.set_credentials(app_key, secret_key)
-            except TradingWsError:
+            except AuthenticationError:
                 raise
-            except Exception as exc:
-                raise AuthenticationError(
-                    f"the XTS credentials provider failed: {type(exc).__name__}"
-                ) from exc
+            except Exception as exc:  # a bug, a ConfigurationError for bad keys, a network error...
+                failure = provider_failed("XTS credentials provider", exc, self._scrub)
+            if failure is not None:  # raised outside the handler: an unsafe error is not even the context
+                raise failure from failure.__cause__
+            self._remember(secret_key)
         self._session.invalidate()
 
     # The Connector protocol (see `supervise`)
@@ -569,19 +576,16 @@ class XtsFeed(BatchFeed):
         await self._renew()
 
     def _scrub(self, text: str) -> str:
-        session = self._session
-        return scrub(text, (session.token, session._secret_key))
+        return scrub(text, self._session._secrets())
 
     def _scrub_events(self, events: list[Event]) -> list[Event]:
         """Events with every server text in them made safe (ticks carry none: they pass as they are)."""
-        session = self._session
-        secrets = (session.token, session._secret_key)
+        secrets = self._session._secrets()
         return [event if type(event) is Tick else scrub_event(event, secrets) for event in events]
 
     def _text(self, data: Any) -> str:
         """A server-provided payload as safe text (secrets out, control characters escaped, capped)."""
-        session = self._session
-        return scrub(_text_of(data), (session.token, session._secret_key), EVENT_TEXT_LIMIT)
+        return scrub(_text_of(data), self._session._secrets(), EVENT_TEXT_LIMIT)
 
     def _resource(self) -> str:
         session = self._session
@@ -607,10 +611,7 @@ class XtsFeed(BatchFeed):
         session = self._session
         if not session.logged_in:
             await session.login()
-            if session.token != self._token_shown:
-                remember_secret(session.token)
-                forget_secret(self._token_shown)
-                self._token_shown = session.token
+            self._remember(session.token)
         if self._limiter is not None:
             await self._limiter.acquire()
         endpoint = session.endpoints.socket
@@ -935,6 +936,8 @@ async def open_xts_feed(
         ConfigurationError: invalid arguments (a non-loopback ``http://`` URL, empty keys, an unknown
             broadcast mode or flavour, a duration that is not a positive finite number...).
     """
+    check_seconds("request_timeout", request_timeout)
+    check_flag("logout_on_exit", logout_on_exit)
     session = XtsSession(
         app_key,
         secret_key,
@@ -963,25 +966,21 @@ async def open_xts_feed(
         rate_limiter=rate_limiter,
         sink=sink,
     )
-    remember_secret(secret_key)
-    try:
-        async with session:
-            left = False
+    feed._remember(secret_key)
+    async with session:
+        left = False
 
-            async def leave() -> None:
-                nonlocal left
-                left = True
+        async def leave() -> None:
+            nonlocal left
+            left = True
+            await feed._leave(trio.current_time() + close_timeout, logout_on_exit)
+
+        try:
+            async with run_feed(feed, leave) as running:
+                yield running
+        finally:
+            feed._closed = True
+            if feed._failure is None:
+                feed._queue.close(discard=True)
+            if not left:  # the open failed: still log out of a session it may have made
                 await feed._leave(trio.current_time() + close_timeout, logout_on_exit)
-
-            try:
-                async with run_feed(feed, leave) as running:
-                    yield running
-            finally:
-                feed._closed = True
-                if feed._failure is None:
-                    feed._queue.close(discard=True)
-                if not left:  # the open failed: still log out of a session it may have made
-                    await feed._leave(trio.current_time() + close_timeout, logout_on_exit)
-    finally:
-        forget_secret(secret_key)
-        forget_secret(feed._token_shown)

@@ -42,38 +42,42 @@ The checks of URLs and of the HTTP exchange here are shared with the Kite broker
 
 from __future__ import annotations
 
-import ipaddress
 import json as _json
 import logging
 import re
 import ssl
-from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Final, TypeGuard
-from urllib.parse import SplitResult, urlsplit, urlunsplit
+from urllib.parse import urlunsplit
 
-import anyio
 import attrs
-import h11
 import httpx
-import trio
 
 from ..._errors import (
     AuthenticationError,
     ConfigurationError,
     ConnectError,
-    ConnectTimeout,
     DecodeError,
     RateLimitedError,
     SubscriptionError,
     SubscriptionLimitError,
 )
+from ..._http import MAX_MASTER_BYTES, http_exchange, scrub_chain, text_field
 from ..._model import Event
 from ..._ratelimit import TokenBucket
 from ..._scrub import scrub
-from ..._transport import WsEndpoint, is_loopback_host, parse_ws_url, redact_url
-from ..._validate import check_credential, check_int, check_seconds
+from ..._transport import WsEndpoint, parse_ws_url, redact_url
+from ..._validate import (
+    check_api_path,
+    check_credential,
+    check_flag,
+    check_instance,
+    check_int,
+    check_seconds,
+    check_token_text,
+    check_url,
+)
 from ..._version import __version__
 from ._codec import MESSAGE_CODES, decode_list_quotes, subscription_body
 from ._instruments import SEGMENT_IDS
@@ -107,8 +111,6 @@ _BATCH: Final = 50
 #: The largest answer (decoded body) accepted from any route but the instrument master: a subscribe
 #: answer for 50 instruments with full snapshots is about 100 KB.
 MAX_ANSWER_BYTES: Final = 4 * 1024 * 1024
-#: The largest instrument master accepted (XTS's and Kite's full masters are tens of megabytes).
-MAX_MASTER_BYTES: Final = 256 * 1024 * 1024
 #: The instrument master gets at least this many seconds, whatever the session's timeout.
 MASTER_TIMEOUT: Final = 60.0
 _ALREADY_SUBSCRIBED: Final = "e-session-0002"
@@ -132,171 +134,6 @@ class LoginRefusedError(AuthenticationError):
 # ---------------------------------------------------------------------------------------------------------
 # Argument checks (shared with the Kite broker). Each raises ConfigurationError naming the argument and
 # never echoes a value that may hold a secret (a URL's user info, a key).
-
-_MAX_URL: Final = 2048
-_URL_SPACE_OR_BACKSLASH = re.compile(r"[\s\\]")
-_HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,251}[A-Za-z0-9.])?")
-
-
-def check_flag(name: str, value: object) -> bool:
-    """A bool (not merely truthy).
-
-    Raises:
-        ConfigurationError: otherwise.
-    """
-    if not isinstance(value, bool):
-        raise ConfigurationError(f"{name} must be True or False, got {type(value).__name__}")
-    return value
-
-
-def check_instance(name: str, value: object, kind: type[Any], *, optional: bool = False) -> None:
-    """An instance of `kind` (or None, if `optional`).
-
-    Raises:
-        ConfigurationError: otherwise.
-    """
-    if not (isinstance(value, kind) or (optional and value is None)):
-        expected = kind.__name__ + (" or None" if optional else "")
-        raise ConfigurationError(f"{name} must be a {expected}, got {type(value).__name__}")
-
-
-def check_callable(name: str, value: object) -> None:
-    """None or a callable (an async function, as documented; not called here).
-
-    Raises:
-        ConfigurationError: otherwise.
-    """
-    if value is not None and not callable(value):
-        raise ConfigurationError(f"{name} must be an async function or None, got {type(value).__name__}")
-
-
-def check_master_source(name: str, value: object) -> None:
-    """An instrument master source: its text, an async function returning it, or None (download it).
-
-    Raises:
-        ConfigurationError: otherwise.
-    """
-    if not (value is None or isinstance(value, str) or callable(value)):
-        raise ConfigurationError(
-            f"{name} must be the master's text, an async function returning it, or None; "
-            f"got {type(value).__name__}"
-        )
-
-
-def check_label(name: str, value: object) -> str:
-    """A label such as a broker's name: a printable, non-blank string of at most 64 characters.
-
-    Raises:
-        ConfigurationError: otherwise.
-    """
-    if not isinstance(value, str):
-        raise ConfigurationError(f"{name} must be a string, got {type(value).__name__}")
-    if not value.strip() or not value.isprintable() or len(value) > 64:
-        raise ConfigurationError(f"{name} must be a printable, non-blank string of at most 64 characters")
-    return value
-
-
-def check_token_text(name: str, value: object, *, limit: int = 64) -> str:
-    """A short protocol word (printable ASCII, no spaces, 1 to `limit` characters).
-
-    Raises:
-        ConfigurationError: otherwise.
-    """
-    if not isinstance(value, str):
-        raise ConfigurationError(f"{name} must be a string, got {type(value).__name__}")
-    if not (0 < len(value) <= limit and value.isascii() and value.isprintable() and " " not in value):
-        raise ConfigurationError(f"{name} must be 1 to {limit} printable ASCII characters without spaces")
-    return value
-
-
-def check_api_path(name: str, value: object) -> str:
-    """A route prefix: ``""`` or a path starting with ``/`` (printable ASCII; no space, ``?``, ``#``,
-    ``@`` or backslash), at most 256 characters.
-
-    Raises:
-        ConfigurationError: otherwise.
-    """
-    if not isinstance(value, str):
-        raise ConfigurationError(f"{name} must be a string, got {type(value).__name__}")
-    if (
-        len(value) > 256
-        or (value and not value.startswith("/"))
-        or not (value.isascii() and value.isprintable())
-        or any(char in value for char in " ?#@\\")
-    ):
-        raise ConfigurationError(
-            f"{name} must be '' or a path starting with '/' (printable ASCII without spaces, '?', '#', '@' "
-            "or backslashes)"
-        )
-    return value
-
-
-def check_url(name: str, value: object, *, secure: str, plain: str, allow_insecure: bool) -> SplitResult:
-    """A root URL: scheme `secure` (or `plain` to a loopback host, or anywhere with `allow_insecure`), a
-    host and an optional port and path; no user info, query or fragment. Does not block.
-
-    The URL must be printable ASCII without spaces or backslashes (percent-encode a path; give an
-    international host name in its ``xn--`` form), so that every parser reads the same host. Messages
-    never show the URL itself (it might carry a password or a token); they name the argument and, where it
-    helps, the scheme or host.
-
-    Returns:
-        The URL's parts.
-
-    Raises:
-        ConfigurationError: anything else.
-    """
-    if not isinstance(value, str):
-        raise ConfigurationError(f"{name} must be a {secure}:// URL string, got {type(value).__name__}")
-    if len(value) > _MAX_URL:
-        raise ConfigurationError(f"{name} must be at most {_MAX_URL} characters")
-    if not (value.isascii() and value.isprintable()) or _URL_SPACE_OR_BACKSLASH.search(value):
-        raise ConfigurationError(
-            f"{name} must be printable ASCII without spaces or backslashes (percent-encode the path; give an "
-            "international host name in its xn-- form)"
-        )
-    try:
-        parts = urlsplit(value)
-    except ValueError:
-        raise ConfigurationError(f"{name} is not a valid URL") from None
-    if "@" in parts.netloc:
-        raise ConfigurationError(
-            f"{name} must not carry user info (user:password@host): give credentials as arguments"
-        )
-    if "?" in value or "#" in value:
-        raise ConfigurationError(
-            f"{name} must be a root URL without a query or fragment (the library adds the credentials)"
-        )
-    if parts.scheme not in (secure, plain):
-        got = f"scheme {parts.scheme[:16]!r}" if parts.scheme else "no scheme"
-        raise ConfigurationError(f"{name} must be a {secure}:// URL (or {plain}:// to loopback), got {got}")
-    host = parts.hostname
-    if not host:
-        raise ConfigurationError(f"{name} has no host")
-    if "[" in parts.netloc or "]" in parts.netloc:
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            raise ConfigurationError(f"{name} has an invalid IPv6 host") from None
-    elif not _HOST_NAME.fullmatch(host):
-        raise ConfigurationError(f"{name} has an invalid host name (letters, digits, '.', '-' and '_' only)")
-    try:
-        port = parts.port
-    except ValueError:
-        port = 0
-    if port == 0 or parts.netloc.endswith(":"):
-        raise ConfigurationError(f"{name} has an invalid port (give 1 to 65535, or none)")
-    try:
-        httpx.URL(value)  # the parser of the REST calls must agree that it is a URL
-    except (httpx.InvalidURL, ValueError):
-        raise ConfigurationError(f"{name} is not a valid URL (host {host!r})") from None
-    if parts.scheme == plain and not allow_insecure and not is_loopback_host(host):
-        raise ConfigurationError(
-            f"{name}: refusing plain {plain}:// to {host!r}: credentials would travel unencrypted "
-            f"(use {secure}://, or pass allow_insecure=True)"
-        )
-    return parts
-
 
 # ---------------------------------------------------------------------------------------------------------
 # URLs
@@ -336,145 +173,6 @@ def parse_root_url(root_url: str, *, api_path: str = API_PATH, allow_insecure: b
 
 # ---------------------------------------------------------------------------------------------------------
 # The HTTP exchange (shared with the Kite broker): one deadline, a bounded body, every error mapped.
-
-# Everything httpx and what lies under it (httpcore, h11, anyio or trio streams, sockets, TLS) may raise
-# out of a request. httpx maps most of it; the rest is listed so that nothing escapes unmapped.
-_HTTP_ERRORS: Final = (
-    httpx.HTTPError,
-    httpx.InvalidURL,
-    httpx.StreamError,
-    h11.ProtocolError,
-    anyio.BrokenResourceError,
-    anyio.ClosedResourceError,
-    anyio.EndOfStream,
-    trio.BrokenResourceError,
-    trio.ClosedResourceError,
-    OSError,  # ssl.SSLError included
-    UnicodeError,
-)
-
-_live_secrets: Counter[str] = Counter()
-
-
-class _HttpLogScrubber(logging.Filter):
-    """Scrubs the records of httpx and httpcore (which quote server answers and headers) of the secrets of
-    every request in flight, and escapes control characters in them."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # a malformed record is logging's to report, not this filter's
-            return True
-        clean = scrub(message, list(_live_secrets), limit=2000)
-        if clean != message:
-            record.msg = clean
-            record.args = ()
-        return True
-
-
-_LOG_SCRUBBER: Final = _HttpLogScrubber()
-for _name in ("httpx", "httpcore.connection", "httpcore.http11", "httpcore.http2", "httpcore.proxy",
-              "httpcore.socks"):  # fmt: skip
-    logging.getLogger(_name).addFilter(_LOG_SCRUBBER)
-
-
-@contextmanager
-def _secrets_in_flight(secrets: Iterable[str | None]) -> Iterator[None]:
-    held = [secret for secret in secrets if secret]
-    _live_secrets.update(held)
-    try:
-        yield
-    finally:
-        _live_secrets.subtract(held)
-        for secret in held:
-            if _live_secrets[secret] <= 0:
-                del _live_secrets[secret]
-
-
-def scrub_chain(exc: BaseException, secrets: Iterable[str | None]) -> BaseException:
-    """Scrub the message of `exc` and of every exception in its cause/context chain, in place.
-
-    A third-party error may quote the server (an h11 "illegal status line" holds the bytes received), so
-    an error kept as ``__cause__`` must not carry a secret the server echoed. Returns `exc`.
-    """
-    known = [secret for secret in secrets if secret]
-    pending: list[BaseException | None] = [exc]
-    seen: set[int] = set()
-    while pending:
-        error = pending.pop()
-        if error is None or id(error) in seen or isinstance(error, trio.Cancelled):
-            continue
-        seen.add(id(error))
-        try:
-            text = str(error)
-        except Exception:  # a broken __str__ must not hide the error itself
-            text = type(error).__name__
-            error.args = ()
-        clean = scrub(text, known)
-        if clean != text:
-            error.args = (clean,)
-        pending += (error.__cause__, error.__context__)
-    return exc
-
-
-async def http_exchange(
-    client: httpx.AsyncClient,
-    method: str,
-    url: str,
-    *,
-    what: str,
-    deadline: float,
-    max_bytes: int,
-    secrets: Sequence[str | None],
-    headers: Mapping[str, str] | None = None,
-    json_body: Any = None,
-    params: Mapping[str, Any] | None = None,
-) -> tuple[int, Mapping[str, str], bytes]:
-    """Send one request and read its whole answer within `deadline` seconds; return status, headers, body.
-
-    The deadline covers the whole exchange (connect, send, headers and the full body). The body is read
-    up to `max_bytes` (decoded); a declared or actual larger one is refused. Blocks for the exchange.
-
-    Cancellation: the caller's cancellation propagates as is; the request may have reached the server
-    (nothing is recorded here).
-
-    Raises:
-        ConnectTimeout: no complete answer within `deadline`.
-        ConnectError: anything else httpx, httpcore, h11, anyio, trio, the OS or TLS raised, or an answer
-            larger than `max_bytes`. The original error stays as ``__cause__``, its messages scrubbed of
-            `secrets`; the message quotes it scrubbed.
-    """
-    try:
-        with _secrets_in_flight(secrets), trio.fail_after(deadline):
-            async with client.stream(
-                method, url, headers=headers, json=json_body, params=params, timeout=deadline
-            ) as response:
-                declared = response.headers.get("content-length", "")
-                if declared.strip().isdigit() and int(declared) > max_bytes:
-                    raise ConnectError(f"{what}: the answer is larger than {max_bytes} bytes")
-                body = bytearray()
-                async for chunk in response.aiter_bytes():
-                    body += chunk
-                    if len(body) > max_bytes:
-                        raise ConnectError(f"{what}: the answer is larger than {max_bytes} bytes")
-                return response.status_code, response.headers, bytes(body)
-    except trio.TooSlowError as exc:
-        raise ConnectTimeout(f"{what}: no complete answer within {deadline:g} s") from exc
-    except httpx.TimeoutException as exc:
-        scrub_chain(exc, secrets)
-        raise ConnectTimeout(f"{what}: no answer within {deadline:g} s ({type(exc).__name__})") from exc
-    except _HTTP_ERRORS as exc:
-        scrub_chain(exc, secrets)
-        detail = scrub(f"{type(exc).__name__}: {exc}", secrets)
-        raise ConnectError(f"{what} failed: {detail}") from exc
-
-
-def text_field(value: object, secrets: Iterable[str | None], limit: int = 300) -> str:
-    """A server-provided JSON value as safe text: scrubbed and cut (a string or number; ``""`` otherwise)."""
-    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-        return scrub(value if isinstance(value, str) else str(value), secrets, limit)
-    return ""
-
 
 # ---------------------------------------------------------------------------------------------------------
 # Results
@@ -553,8 +251,13 @@ def check_keys(instruments: Iterable[Key]) -> list[Key]:
     Raises:
         ConfigurationError: an item is not a pair of positive ints.
     """
-    out = list(dict.fromkeys(instruments))
-    for key in out:
+    given: object = instruments  # a careless caller's value, whatever the annotation says
+    if isinstance(given, (str, bytes)) or not isinstance(given, Iterable):
+        raise ConfigurationError(
+            f"instruments must be an iterable of (segment, id) pairs, got {type(given).__name__}"
+        )
+    items = list(given)
+    for key in items:  # checked before hashing: a list or a dict is refused, not a TypeError
         if (
             not isinstance(key, tuple)
             or len(key) != 2
@@ -562,9 +265,9 @@ def check_keys(instruments: Iterable[Key]) -> list[Key]:
         ):
             raise ConfigurationError(
                 f"an XTS instrument is a (exchange_segment, exchange_instrument_id) pair of positive "
-                f"ints, got {key!r}"
+                f"ints, got {key!r:.60}"
             )
-    return out
+    return list(dict.fromkeys(items))
 
 
 def _check_code(code: int) -> int:
