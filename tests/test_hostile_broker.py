@@ -507,3 +507,30 @@ async def test_a_malformed_handshake_on_a_reconnect_through_the_manager(
         assert kinds == ["Disconnected", "Reconnecting"] * 3 + ["Connected", "Resubscribed", "Gap"]
         assert count[0] == 4
         nursery.cancel_scope.cancel()
+
+
+async def test_a_flapping_broker_cannot_defeat_the_attempt_budget(autojump_clock: trio.abc.Clock) -> None:
+    """Rule: a broker that accepts every connection, sends a frame and drops it does not reset the
+    backoff (data for less than Backoff.healthy_after is no proof of health): the delays grow, and
+    max_attempts ends the feed (before, it reconnected every 0.1 s forever)."""
+    count = [0]
+
+    async def handler(stream: trio.SocketStream) -> None:
+        count[0] += 1
+        with contextlib.suppress(trio.BrokenResourceError, trio_websocket.ConnectionClosed):
+            await _good_kite(stream, 1)
+
+    backoff = Backoff(initial=0.1, factor=2.0, cap=1.0, jitter=0.0, max_attempts=3)
+    async with trio.open_nursery() as nursery:
+        port = await hostile.serve(nursery, handler)
+        delays: list[float] = []
+        with pytest.raises(ConnectError, match="gave up after 3 failed reconnect attempts"):
+            async with open_kite_feed(
+                API_KEY, ACCESS_TOKEN, url=f"ws://127.0.0.1:{port}", backoff=backoff
+            ) as feed:
+                async for event in feed:
+                    if isinstance(event, Reconnecting):
+                        delays.append(event.delay)
+        assert delays == [0.1, 0.2, 0.4]
+        assert count[0] == 4
+        nursery.cancel_scope.cancel()

@@ -79,10 +79,15 @@ def test_backoff_grows_and_starts_over_after_data() -> None:
         Retry(5, 8.0),
     ]
     policy.connected()
-    assert policy.failed(ConnectionLost("closed", got_data=True), got_data=True) == Retry(1, 1.0)
-    # A connection that came up but delivered nothing was not healthy: no fresh start.
+    lost_after_data = ConnectionLost("closed", got_data=True)
+    assert policy.failed(lost_after_data, got_data=True, uptime=5.0) == Retry(1, 1.0)
+    # Data for less than Backoff.healthy_after (5 s) is no proof of health: a broker that accepts, sends a
+    # heartbeat and drops cannot pin the delay at `initial` (or defeat max_attempts).
     policy.connected()
-    assert policy.failed(ConnectionLost("closed", got_data=False)) == Retry(2, 2.0)
+    assert policy.failed(lost_after_data, got_data=True, uptime=4.9) == Retry(2, 2.0)
+    # A connection that came up but delivered nothing was not healthy, however long: no fresh start.
+    policy.connected()
+    assert policy.failed(ConnectionLost("closed", got_data=False), uptime=60.0) == Retry(3, 4.0)
 
 
 def test_max_attempts_gives_up_with_the_last_error_as_cause() -> None:
@@ -107,17 +112,18 @@ errors = st.sampled_from(
         lambda: AuthenticationError("x"),
     ]
 )
-steps = st.lists(st.one_of(st.just("up"), st.tuples(errors, st.booleans())), max_size=60)
+steps = st.lists(st.one_of(st.just("up"), st.tuples(errors, st.booleans(), st.floats(0, 10))), max_size=60)
 
 
 @given(steps=steps, seed=st.integers(0, 2**32), max_attempts=st.none() | st.integers(0, 5))
 def test_policy_rules_hold_for_any_sequence(
-    steps: list[str | tuple[Callable[[], TradingWsError], bool]], seed: int, max_attempts: int | None
+    steps: list[str | tuple[Callable[[], TradingWsError], bool, float]], seed: int, max_attempts: int | None
 ) -> None:
     """The rules, for any sequence of connections and failures:
     - before the first connection, only a renewable refusal (once) does not end the feed;
     - a refusal is renewed at most once between two connections, and never when not renewable;
-    - a delay is never above the cap; attempts count up by one, and start over after data;
+    - a delay is never above the cap; attempts count up by one, and start over after data that flowed for
+      `healthy_after` seconds (not before);
     - other errors after the start are retried until max_attempts consecutive failures.
     """
     backoff = Backoff(initial=0.5, factor=2.0, cap=4.0, jitter=0.3, max_attempts=max_attempts)
@@ -132,11 +138,11 @@ def test_policy_rules_hold_for_any_sequence(
             started, renewed = True, False
             continue
         assert not isinstance(step, str)
-        make, renewable = step
+        make, renewable, uptime = step
         error = make()
         got_data = isinstance(error, ConnectionLost) and error.got_data
-        decision = policy.failed(error, got_data=got_data, renewable=renewable)
-        if got_data:
+        decision = policy.failed(error, got_data=got_data, uptime=uptime, renewable=renewable)
+        if got_data and uptime >= backoff.healthy_after:
             failures = attempt = 0
         if isinstance(error, AuthenticationError):
             if renewable and not renewed:

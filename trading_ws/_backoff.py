@@ -35,6 +35,11 @@ def _check_attempts(instance: object, attribute: attrs.Attribute[int | None], va
         check_int("max_attempts", value, 0)
 
 
+def _check_healthy(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not (_number("healthy_after", value) >= 0 and math.isfinite(value)):
+        raise ConfigurationError(f"healthy_after must be a finite number of seconds >= 0, got {value!r}")
+
+
 def _check_factor(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
     if not (_number("factor", value) >= 1 and math.isfinite(value)):
         raise ConfigurationError(f"factor must be >= 1, got {value!r}")
@@ -46,8 +51,10 @@ class Backoff:
 
     The n-th delay (n from 0) is ``min(cap, initial * factor**n)``, then multiplied by a random factor in
     ``[1 - jitter, 1 + jitter]`` and capped again, so no delay ever exceeds `cap` (unlike the official
-    Kite client, whose jitter is applied after the cap). The sequence restarts after every successful
-    connection.
+    Kite client, whose jitter is applied after the cap). The sequence (and the count of failed attempts)
+    restarts only after a healthy connection: one that delivered data and stayed up `healthy_after`
+    seconds, so a broker that accepts, sends a heartbeat and drops cannot pin the delay at `initial` or
+    defeat `max_attempts`.
 
     Args:
         initial: the first delay, in seconds.
@@ -56,9 +63,12 @@ class Backoff:
         jitter: the relative spread of the random factor, in [0, 1). Jitter keeps many clients that lost
             the broker together from reconnecting in lockstep.
         max_attempts: give up after this many consecutive failed attempts (None: never give up).
+        healthy_after: how long (seconds) a connection must stay up, delivering data, before the delays
+            start over.
 
     Raises:
-        ConfigurationError: for a non-positive delay, a factor below 1, or jitter outside [0, 1).
+        ConfigurationError: for a non-positive delay, a factor below 1, jitter outside [0, 1), a
+            negative `healthy_after`, or a value that is not a number (or an int, for `max_attempts`).
     """
 
     initial: float = attrs.field(default=0.5, validator=_check_positive)
@@ -66,6 +76,7 @@ class Backoff:
     cap: float = attrs.field(default=30.0, validator=_check_positive)
     jitter: float = attrs.field(default=0.2, validator=_check_jitter)
     max_attempts: int | None = attrs.field(default=None, validator=_check_attempts)
+    healthy_after: float = attrs.field(default=5.0, validator=_check_healthy)
 
     def delays(self, rng: random.Random | None = None) -> Iterator[float]:
         """Yield the delay before each attempt, forever or until `max_attempts` is reached.

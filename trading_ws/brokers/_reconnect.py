@@ -84,8 +84,9 @@ class ReconnectPolicy:
     - Before the first connection has come up (`started` is false) any other error ends the feed, so that
       a wrong URL or an unreachable broker fails the open at once.
     - After that, every error is a failed attempt: wait the next `Backoff` delay and try again. A lost
-      connection that had delivered data was healthy, so the delays start over. When `Backoff.max_attempts`
-      consecutive attempts have failed, give up.
+      connection that had delivered data for `Backoff.healthy_after` seconds was healthy, so the delays
+      (and the count of failed attempts) start over. When `Backoff.max_attempts` consecutive attempts have
+      failed, give up.
     """
 
     def __init__(self, backoff: Backoff, rng: random.Random | None = None) -> None:
@@ -104,15 +105,19 @@ class ReconnectPolicy:
         self.started = True
         self._renewed = False
 
-    def failed(self, error: TradingWsError, *, got_data: bool = False, renewable: bool = False) -> Decision:
+    def failed(
+        self, error: TradingWsError, *, got_data: bool = False, uptime: float = 0.0, renewable: bool = False
+    ) -> Decision:
         """The decision after `error` ended a connection attempt (or an established connection).
 
         Args:
             error: why the attempt failed, already mapped into the library's tree.
-            got_data: the connection had come up and delivered data (the backoff starts over).
+            got_data: the connection had come up and delivered data.
+            uptime: how long (seconds) it had been up; with data, `Backoff.healthy_after` or more of it
+                makes the backoff start over.
             renewable: the feed can renew the credentials `error` refused.
         """
-        if got_data:
+        if got_data and uptime >= self._backoff.healthy_after:
             self._delays = self._backoff.delays(self._rng)
             self.attempt = 0
         if isinstance(error, AuthenticationError):
@@ -212,10 +217,12 @@ async def supervise(
     """
     name = broker.value.capitalize() if broker is Broker.KITE else broker.value.upper()
     is_up = False
+    up_at = 0.0
 
     def up() -> None:
-        nonlocal is_up
+        nonlocal is_up, up_at
         is_up = True
+        up_at = trio.current_time()
         state.connects += 1
         started = policy.started
         policy.connected()
@@ -253,7 +260,8 @@ async def supervise(
         reason = connector._scrub(str(error))
         renewable = isinstance(error, AuthenticationError) and connector._can_renew(error)
         try:
-            decision = policy.failed(error, got_data=got_data, renewable=renewable)
+            uptime = trio.current_time() - up_at if is_up else 0.0
+            decision = policy.failed(error, got_data=got_data, uptime=uptime, renewable=renewable)
         except Exception as exc:  # a bug (a broken random source, say): end the feed, typed and loud
             log.error("%s connection %d: the reconnect policy failed", name, connection_id, exc_info=True)
             broken = ConnectError(f"the reconnect policy failed ({type(exc).__name__}) after: {reason}")
