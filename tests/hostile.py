@@ -112,11 +112,13 @@ async def answer_pings(ws: trio_websocket.WebSocketConnection) -> None:
 class HostileXts:
     """An XTS front whose socket session is `script` (default: open, connect, answer pings).
 
-    `logout_hang` makes ``DELETE /auth/logout`` never answer. `login_answer` replaces the login reply.
+    `logout_hang` makes ``DELETE /auth/logout`` never answer, `subscribe_hang` the subscribe route
+    (``POST /instruments/subscription``). `login_answer` replaces the login reply.
     """
 
     script: Script | None = None
     logout_hang: bool = False
+    subscribe_hang: bool = False
     login_answer: dict[str, Any] | None = None
     sockets: int = 0
     logins: int = 0
@@ -190,6 +192,11 @@ class HostileXts:
             if self.logout_hang:
                 await trio.sleep_forever()
             return 200, {"type": "success", "code": "s-user-0002", "description": "bye", "result": {}}
+        if target.endswith("/instruments/subscription"):
+            if method == "POST" and self.subscribe_hang:
+                await trio.sleep_forever()
+            result = {"listQuotes": [], "Remaining_Subscription_Count": 40}
+            return 200, {"type": "success", "code": "s-session-0001", "description": "ok", "result": result}
         return 404, {"type": "error", "code": "e-404", "description": "not here", "result": {}}
 
     async def _socket(self, stream: trio.SocketStream, raw: bytes) -> None:

@@ -306,18 +306,27 @@ async def test_xts_subscribe_cancelled_while_waiting_for_another_request_leaves_
             assert held == {XTS_RELIANCE}
 
 
-async def test_xts_subscribe_cancelled_in_flight_is_seen_through(xts: tuple[XtsSimulator, str]) -> None:
-    """Once its REST request is on the wire, a cancelled subscribe completes (shielded), so the feed's
-    record is what the server holds: never a request applied on the server but forgotten here."""
+async def test_xts_subscribe_cancelled_in_flight_records_only_what_the_server_confirmed(
+    xts: tuple[XtsSimulator, str],
+) -> None:
+    """Cancelled at any point, a subscribe records nothing the server did not confirm; a request cut short
+    that still reached the server is undone in the background, so the server ends up holding exactly what
+    the feed records."""
     simulator, root = xts
-    with trio.fail_after(20):
+    with trio.fail_after(30):
         async with open_xts_feed(DEMO_APP_KEY, DEMO_SECRET_KEY, root_url=root) as feed:
-            for delay in (0.0, 0.001, 0.002, 0.005, 0.01):
-                with trio.move_on_after(delay):
+            outcomes = set()
+            for delay in (0.0, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.05):
+                with trio.move_on_after(delay) as scope:
                     await feed.subscribe([XTS_INFY], Mode.FULL)
+                outcomes.add((scope.cancelled_caught, XTS_INFY in feed.subscriptions))
+                await trio.sleep(0.3)  # the background reconciliation, if any
                 held = {(seg, iid) for seg, iid, _ in simulator.subscriptions()}
-                assert (XTS_INFY in feed.subscriptions) == (XTS_INFY in held)
+                assert held == set(feed.subscriptions)
                 await feed.unsubscribe([XTS_INFY])
+                assert simulator.subscriptions() == []
+            assert (True, False) in outcomes  # some cancellations did land mid-request
+            assert (False, True) in outcomes
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -534,3 +534,23 @@ async def test_a_flapping_broker_cannot_defeat_the_attempt_budget(autojump_clock
         assert delays == [0.1, 0.2, 0.4]
         assert count[0] == 4
         nursery.cancel_scope.cancel()
+
+
+async def test_xts_a_hanging_subscribe_is_cancelled_at_once_and_records_nothing(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """Rule: the caller owns the timeout. A subscribe whose REST answer never comes is cancelled when the
+    caller says (not after request_timeout), records nothing, and leaving the feed stays bounded."""
+    front = hostile.HostileXts(subscribe_hang=True)
+    async with trio.open_nursery() as nursery:
+        root = await _xts_server(nursery, front)
+        async with open_xts_feed("app", "secret-key-0123", root_url=root, request_timeout=60) as feed:
+            start = trio.current_time()
+            with trio.move_on_after(0.2) as scope:
+                await feed.subscribe([(1, 2885)], "full")
+            assert scope.cancelled_caught
+            assert trio.current_time() - start == pytest.approx(0.2)
+            assert feed.subscriptions == {}
+            leaving = trio.current_time()
+        assert trio.current_time() - leaving <= 1.0 + 1e-6
+        nursery.cancel_scope.cancel()

@@ -164,6 +164,8 @@ class BatchFeed:
         self._state = SupervisorState()
         self._ws: trio_websocket.WebSocketConnection | None = None
         self._remembered: list[str] = []
+        self._nursery: trio.Nursery | None = None
+        """The feed's service nursery while its block runs (for background work a request leaves)."""
 
     def _remember(self, secret: str | None) -> None:
         """Have `secret` scrubbed from third-party log records too, until the feed's block ends."""
@@ -276,10 +278,12 @@ async def run_feed(feed: _F, leave: Callable[[], Awaitable[None]] | None = None)
     try:
         async with open_service_nursery() as nursery:
             await nursery.start(feed._run)
+            feed._nursery = nursery
             try:
                 yield feed
             finally:
                 feed._closed = True
+                feed._nursery = None
                 if leave is not None:
                     await leave()
                 nursery.cancel_scope.cancel()

@@ -246,6 +246,8 @@ class XtsFeed(BatchFeed):
         self._awaiting: dict[Key, Mode] = {}
         self._held: list[Tick] = []
         self._conn_scope: trio.CancelScope | None = None
+        self._uncertain: set[tuple[int, int, int]] = set()
+        self._resync_pending = False
         self._frames = self._ticks = self._snapshots = self._decode_errors = self._unknown = 0
         self._pings = self._pongs = 0
         self._last_frame_at: float | None = None
@@ -290,18 +292,19 @@ class XtsFeed(BatchFeed):
         `mode` is a `Mode` or its string value (``"ltp"``, ``"quote"``, ``"full"``). Blocks for the REST
         requests (one at a time per feed).
 
-        Cancellation: all or nothing. A cancellation while waiting for another request leaves nothing
-        recorded or sent. Once its REST requests have started they are seen through (shielded; each is
-        bounded by the session's request timeout), so that what the feed records is what the server holds;
-        the call then returns normally and the cancellation is delivered at the caller's next checkpoint.
+        Cancellation: all or nothing. Cancelled at any point, the request is not recorded: the feed holds
+        what it held (what the server confirmed is kept). A REST request cut short may still have reached
+        the server, so the feed reconciles the session with its record in the background at once
+        (unsubscribing what it did not keep); ticks of those instruments may flow until then.
 
         Raises:
             SubscriptionLimitError: more instruments than the session allows (50, or what the server's
                 count implies); nothing is sent or recorded.
             SubscriptionError: the server refused the request (e.g. an unknown instrument); it is not
                 recorded.
-            ConnectError: the request failed while the socket is up; it stays recorded and is applied
-                after the next reconnect.
+            ConnectError: the request failed while the socket is up; it is not recorded (and reconciled,
+                as for a cancellation). While disconnected, a request is recorded and applied at the next
+                connection instead.
             FeedClosedError: the feed is closed or has failed.
             ConfigurationError: an instrument is not a pair of positive ints, or an unknown mode.
         """
@@ -319,17 +322,17 @@ class XtsFeed(BatchFeed):
             previous = {k: self._wanted.get(k) for k in keys}
             for key in keys:
                 self._wanted[key] = wanted_mode
-            with trio.CancelScope(shield=True):
-                await self._apply(previous)
+            await self._apply(previous)
 
     async def unsubscribe(self, instruments: Iterable[Key]) -> None:
         """Unsubscribe instruments; instruments that are not subscribed are ignored.
 
         The instruments are forgotten at once. If the server refuses the request or cannot be reached,
-        that is logged (not raised) and the unsubscribe is sent again with the next subscription change
-        or connection; their ticks may flow until then. Blocks for the REST request.
+        that is logged (not raised) and the unsubscribe is sent again in the background; their ticks may
+        flow until then. Blocks for the REST request.
 
-        Cancellation: all or nothing, as for `subscribe`.
+        Cancellation: the instruments are forgotten whatever the point of cancellation (the request takes
+        full effect): a REST request cut short is sent again in the background at once.
 
         Raises:
             FeedClosedError: the feed is closed or has failed.
@@ -342,13 +345,12 @@ class XtsFeed(BatchFeed):
             for key in gone:
                 del self._wanted[key]
             if gone:
-                with trio.CancelScope(shield=True):
-                    await self._apply({}, quiet=True)
+                await self._apply({}, quiet=True)
 
     async def set_mode(self, mode: Mode | str, instruments: Iterable[Key]) -> None:
         """Change the mode of instruments (instruments not yet subscribed become subscribed).
 
-        Cancellation: all or nothing, as for `subscribe`.
+        Cancellation: as for `subscribe` (all or nothing).
 
         Raises:
             As `subscribe`.
@@ -402,23 +404,62 @@ class XtsFeed(BatchFeed):
             self._relogin_soon()
         except SubscriptionError as exc:
             if quiet:
-                logger.warning("XTS refused an unsubscribe (%s); it is sent again at the next sync", exc)
+                logger.warning("XTS refused an unsubscribe (%s); it is sent again in the background", exc)
+                self._resync_soon()
                 return
-            held = self._session.subscriptions
-            for key, mode in previous.items():
-                if (*key, MODE_TO_CODE[self._wanted[key]]) in held:
-                    continue
-                if mode is None:
-                    del self._wanted[key]
-                else:
-                    self._wanted[key] = mode
+            self._roll_back(previous)
             raise
         except ConnectError as exc:
-            if self._ws is not None and not quiet:
+            if self._ws is None:
+                logger.info("XTS subscription request failed (%s); it is sent again at the next sync", exc)
+                return
+            self._roll_back(previous)
+            self._resync_soon()
+            if not quiet:
                 raise
-            logger.info("XTS subscription request failed (%s); it is sent again at the next sync", exc)
+            logger.info("XTS unsubscribe failed (%s); it is sent again in the background", exc)
+        except BaseException:  # cancelled: nothing of the request is kept but what the server confirmed
+            self._roll_back(previous)
+            self._resync_soon()
+            raise
         finally:
             self._deliver(out)
+
+    def _roll_back(self, previous: dict[Key, Mode | None]) -> None:
+        """Give instruments their mode from before a request, except where the session confirmed it."""
+        held = self._session.subscriptions
+        for key, mode in previous.items():
+            now = self._wanted.get(key)
+            if now is not None and (*key, MODE_TO_CODE[now]) in held:
+                continue
+            if mode is None:
+                self._wanted.pop(key, None)
+            else:
+                self._wanted[key] = mode
+
+    def _resync_soon(self) -> None:
+        """Reconcile the session with `_wanted` in the background (once at a time): after a request that
+        was cut short or failed, the server may hold more or less than the record says."""
+        nursery = self._nursery
+        if nursery is None or self._resync_pending or self._closed:
+            return
+        self._resync_pending = True
+        nursery.start_soon(self._resync)
+
+    async def _resync(self) -> None:
+        async with self._lock:
+            self._resync_pending = False
+            if self._closed or self._ws is None or not self._session.logged_in:
+                return  # the next connection syncs everything anyway
+            out: list[Event] = []
+            try:
+                await self._sync(out, strict=False)
+            except InvalidTokenError:
+                self._relogin_soon()
+            except TradingWsError as exc:
+                logger.info("XTS background sync failed (%s); it runs again with the next change", exc)
+            finally:
+                self._deliver(out)
 
     def _relogin_soon(self) -> None:
         self._session.invalidate()
@@ -442,23 +483,30 @@ class XtsFeed(BatchFeed):
         for seg, iid, code in session.subscriptions:
             if code in _FEED_CODES:
                 codes_by_key.setdefault((seg, iid), []).append(code)
+        # Pairs a request cut short may have subscribed on the server: unsubscribed unless wanted.
+        maybe: dict[Key, list[int]] = {}
+        for seg, iid, code in self._uncertain:
+            if code not in codes_by_key.get((seg, iid), ()):
+                maybe.setdefault((seg, iid), []).append(code)
         subs: dict[int, list[Key]] = {}
         unsubs: dict[int, list[Key]] = {}
-        for key in [*self._wanted, *(k for k in codes_by_key if k not in self._wanted)]:
+        for key in [*self._wanted, *(k for k in {**codes_by_key, **maybe} if k not in self._wanted)]:
             mode = self._wanted.get(key)
             want = MODE_TO_CODE[mode] if mode is not None else None
             have = codes_by_key.get(key, [])
             if want is not None and want not in have:
                 subs.setdefault(want, []).append(key)
-            for code in have:
+            for code in (*have, *maybe.get(key, ())):
                 if code != want:
                     unsubs.setdefault(code, []).append(key)
         if not subs and not unsubs:
+            self._uncertain.clear()
             return
         awaiting = self._awaiting
         for code, group in subs.items():
             for key in group:
                 awaiting[key] = CODE_TO_MODE[code]
+        completed = False
         try:
             if sum(map(len, subs.values())) <= session.remaining:
                 await self._subscribe_groups(subs, out, strict)
@@ -466,7 +514,18 @@ class XtsFeed(BatchFeed):
             else:
                 await self._unsubscribe_groups(unsubs, strict)
                 await self._subscribe_groups(subs, out, strict)
+            completed = True
         finally:
+            if completed:
+                self._uncertain.clear()
+            else:  # cut short (or refused): what was on its way may have reached the server
+                confirmed = session.subscriptions
+                self._uncertain.update(
+                    (*key, code)
+                    for code, group in subs.items()
+                    for key in group
+                    if (*key, code) not in confirmed
+                )
             for group in subs.values():
                 for key in group:
                     awaiting.pop(key, None)
