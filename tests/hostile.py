@@ -195,7 +195,7 @@ class HostileXts:
         if target.endswith("/instruments/subscription"):
             if method == "POST" and self.subscribe_hang:
                 await trio.sleep_forever()
-            result = {"listQuotes": [], "Remaining_Subscription_Count": 40}
+            result: dict[str, Any] = {"listQuotes": [], "Remaining_Subscription_Count": 40}
             return 200, {"type": "success", "code": "s-session-0001", "description": "ok", "result": result}
         return 404, {"type": "error", "code": "e-404", "description": "not here", "result": {}}
 

@@ -128,13 +128,29 @@ async def test_xts_feed_refuses_a_bad_mode_before_recording_or_sending(
             assert feed.subscriptions == {XTS_RELIANCE: Mode.QUOTE}
 
 
-@pytest.mark.parametrize("tokens", [408065, "408065", b"ab", [True], [-1], [2**32], [1.5], [None]], ids=repr)
+@pytest.mark.parametrize(
+    "tokens", [408065, "408065", b"ab", None, [True], [-1], [2**32], [1.5], [None], [[1, 2]], [{}]], ids=repr
+)
 async def test_kite_feed_refuses_bad_tokens(kite: tuple[KiteSimulator, str], tokens: Any) -> None:
     _, url = kite
     with trio.fail_after(10):
         async with open_kite_feed(DEMO_API_KEY, DEMO_ACCESS_TOKEN, url=url) as feed:
             with pytest.raises(ConfigurationError):
                 await feed.subscribe(tokens, Mode.LTP)
+            assert feed.subscriptions == {}
+
+
+@pytest.mark.parametrize(
+    "instruments",
+    [None, "1,2885", [[1, 2885]], [{}], [(1,)], [(1, 2885, 3)], [(0, 5)], [(1, True)]],
+    ids=repr,
+)
+async def test_xts_feed_refuses_bad_instruments(xts: tuple[XtsSimulator, str], instruments: Any) -> None:
+    _, root = xts
+    with trio.fail_after(10):
+        async with open_xts_feed(DEMO_APP_KEY, DEMO_SECRET_KEY, root_url=root) as feed:
+            with pytest.raises(ConfigurationError):
+                await feed.subscribe(instruments, Mode.LTP)
             assert feed.subscriptions == {}
 
 
@@ -169,6 +185,13 @@ BAD_KITE_ARGS: list[tuple[str, Any]] = [
     ("url", "ws://user:pw-S3cret@127.0.0.1:1"),
     ("url", "ws://127.0.0.1:99999"),
     ("url", "ws://127.0.0.1:1/?x=1"),
+    ("url", "ws://[::1"),
+    ("allow_insecure", "no"),
+    ("rng", "x"),
+    ("ssl_context", "default"),
+    ("rate_limiter", 5),
+    ("sink", "print"),
+    ("token_provider", "token"),
     ("url", "ws://example.com"),
     ("url", 5),
 ]
@@ -196,6 +219,13 @@ BAD_XTS_ARGS: list[tuple[str, Any]] = [
     ("flavour", "dealer"),
     ("root_url", "http://user:pw@127.0.0.1:1"),
     ("root_url", "ftp://127.0.0.1"),
+    ("root_url", "http://[::1"),
+    ("request_timeout", math.nan),
+    ("logout_on_exit", "yes"),
+    ("rng", 7),
+    ("sink", 1),
+    ("rate_limiter", RateLimit()),
+    ("allow_insecure", 1),
 ]
 
 

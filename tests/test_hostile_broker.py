@@ -554,3 +554,33 @@ async def test_xts_a_hanging_subscribe_is_cancelled_at_once_and_records_nothing(
             leaving = trio.current_time()
         assert trio.current_time() - leaving <= 1.0 + 1e-6
         nursery.cancel_scope.cancel()
+
+
+async def _refuse_every_socket(ws: trio_websocket.WebSocketConnection) -> None:
+    await ws.send_message('0{"sid":"x","upgrades":[],"pingInterval":25000,"pingTimeout":5000}')
+    await ws.send_message('44"token refused"')
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [ValueError("provider bug"), ConnectError("vault unreachable"), ("", ""), ("app", "bad\nkey"), None],
+    ids=["raises", "raises ours", "empty keys", "newline", "not a pair"],
+)
+async def test_xts_a_failing_credentials_provider_ends_the_feed_typed(
+    answer: object, autojump_clock: trio.abc.Clock
+) -> None:
+    """Rule: a credentials provider that raises or returns nonsense ends the feed with an
+    AuthenticationError (never an exception group, never a raw error)."""
+
+    async def provider() -> tuple[str, str]:
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer  # type: ignore[return-value]
+
+    front = hostile.HostileXts(script=_refuse_every_socket)
+    async with trio.open_nursery() as nursery:
+        root = await _xts_server(nursery, front)
+        with pytest.raises(AuthenticationError, match="provider failed"):
+            async with open_xts_feed("app", "secret-key-0123", root_url=root, credentials_provider=provider):
+                pytest.fail("refused")
+        nursery.cancel_scope.cancel()
