@@ -185,8 +185,8 @@ class HostileXts:
             self.logins += 1
             if self.login_answer is not None:
                 return 200, self.login_answer
-            result = {"token": TOKEN, "userID": USER_ID, "appVersion": "1.0"}
-            return 200, {"type": "success", "code": "s-user-0001", "description": "ok", "result": result}
+            session = {"token": TOKEN, "userID": USER_ID, "appVersion": "1.0"}
+            return 200, {"type": "success", "code": "s-user-0001", "description": "ok", "result": session}
         if target.endswith("/auth/logout"):
             self.logouts += 1
             if self.logout_hang:
@@ -195,8 +195,8 @@ class HostileXts:
         if target.endswith("/instruments/subscription"):
             if method == "POST" and self.subscribe_hang:
                 await trio.sleep_forever()
-            result: dict[str, Any] = {"listQuotes": [], "Remaining_Subscription_Count": 40}
-            return 200, {"type": "success", "code": "s-session-0001", "description": "ok", "result": result}
+            answer: dict[str, Any] = {"listQuotes": [], "Remaining_Subscription_Count": 40}
+            return 200, {"type": "success", "code": "s-session-0001", "description": "ok", "result": answer}
         return 404, {"type": "error", "code": "e-404", "description": "not here", "result": {}}
 
     async def _socket(self, stream: trio.SocketStream, raw: bytes) -> None:
