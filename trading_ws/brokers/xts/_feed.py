@@ -458,6 +458,8 @@ class XtsFeed(BatchFeed):
                 self._relogin_soon()
             except TradingWsError as exc:
                 logger.info("XTS background sync failed (%s); it runs again with the next change", exc)
+            except Exception:  # a bug must not tear the feed down from a background task
+                logger.exception("XTS background sync failed; it runs again with the next change")
             finally:
                 self._deliver(out)
 
