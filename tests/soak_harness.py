@@ -529,13 +529,15 @@ async def _soak(
         for consumer in people:
             await nursery.start(run_consumer, consumer)
         sample_at = 0.0
+        # Every kind once first (in a seeded order), so that even a short run exercises them all.
+        opening = rng.sample(FAULT_KINDS, len(FAULT_KINDS))
         while trio.current_time() < end:
             now = trio.current_time()
             if now >= sample_at:
                 report.rss_samples.append((now - started, rss_bytes()))
                 report.block_samples.append((now - started, sys.getallocatedblocks()))
                 sample_at = now + 1.0
-            kind = rng.choices(FAULT_KINDS, FAULT_WEIGHTS)[0]
+            kind = opening.pop() if opening else rng.choices(FAULT_KINDS, FAULT_WEIGHTS)[0]
             target = rng.choice(targets)
             if kind == "stall":
                 victim = rng.choice([p for p in people if p.overflow is not Overflow.BLOCK])
