@@ -38,9 +38,11 @@ import math
 import multiprocessing
 import os
 import resource
+import ssl
 import statistics
 import struct
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from datetime import datetime
@@ -49,6 +51,7 @@ from multiprocessing.connection import Connection
 from urllib.parse import urlsplit
 
 import trio
+import trustme
 from _common import bench_instruments, fmt_rate, machine as _machine
 from trio_websocket import (
     ConnectionClosed,
@@ -143,30 +146,44 @@ async def _handle(frames: Sequence[bytes], request: WebSocketRequest) -> None:
         nursery.cancel_scope.cancel()
 
 
-async def _serve(conn: Connection, frames: Sequence[bytes], lifetime: float) -> None:
+async def _serve(conn: Connection, frames: Sequence[bytes], lifetime: float, tls: ssl.SSLContext) -> None:
+    """Serve the frames twice, plain ``ws://`` and ``wss://`` (with `tls`); reports both ports."""
     with trio.move_on_after(lifetime):
         async with trio.open_nursery() as nursery:
-            server = await nursery.start(
-                partial(
-                    serve_websocket,
-                    partial(_handle, frames),
-                    HOST,
-                    0,
-                    None,
-                    message_queue_size=64,
-                    receive_buffer_size=65536,
+            ports = []
+            for context in (None, tls):
+                server = await nursery.start(
+                    partial(
+                        serve_websocket,
+                        partial(_handle, frames),
+                        HOST,
+                        0,
+                        context,
+                        message_queue_size=64,
+                        receive_buffer_size=65536,
+                    )
                 )
-            )
-            conn.send(server.port)
+                ports.append(server.port)
+            conn.send(ports)
             with contextlib.suppress(EOFError):  # until the parent says stop or goes away
                 await trio.to_thread.run_sync(conn.recv, abandon_on_cancel=True)
             nursery.cancel_scope.cancel()
 
 
-def server_main(conn: Connection, frames: list[bytes], cpu: int | None, lifetime: float) -> None:
+def server_main(
+    conn: Connection, frames: list[bytes], cpu: int | None, lifetime: float, key_and_chain: bytes
+) -> None:
     if cpu is not None:
         os.sched_setaffinity(0, {cpu})
-    trio.run(_serve, conn, frames, lifetime)
+    # A throwaway CA's certificate for 127.0.0.1, its key and chain given as PEM (a context does not cross
+    # processes).
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    with tempfile.TemporaryDirectory() as directory:
+        pem = os.path.join(directory, "server.pem")
+        with open(pem, "wb") as file:
+            file.write(key_and_chain)
+        tls.load_cert_chain(pem)
+    trio.run(_serve, conn, frames, lifetime, tls)
 
 
 def _preemptions(pid: int) -> int | None:
@@ -232,8 +249,16 @@ class RunResult:
 
 
 class Bench:
-    def __init__(self, url: str, csv: str, instruments: Sequence[Instrument], server_pid: int | None) -> None:
+    def __init__(
+        self,
+        url: str,
+        csv: str,
+        instruments: Sequence[Instrument],
+        server_pid: int | None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.url = url
+        self.ssl_context = ssl_context
         self.csv = csv
         self.symbols = [i.symbol for i in instruments]
         self.stamp_token = instruments[0].kite_token
@@ -247,6 +272,7 @@ class Bench:
             url=self.url + path,
             instruments=self.csv,
             backoff=Backoff(initial=0.05, max_attempts=1),  # a lost connection ends the run, loudly
+            ssl_context=self.ssl_context,
         )
 
     async def run(
@@ -347,7 +373,10 @@ class Bench:
         frames = 0
         with trio.fail_after(warmup + window + 30):
             async with open_websocket_url(
-                url, message_queue_size=MESSAGE_QUEUE_SIZE, receive_buffer_size=RECEIVE_BUFFER_SIZE
+                url,
+                self.ssl_context,
+                message_queue_size=MESSAGE_QUEUE_SIZE,
+                receive_buffer_size=RECEIVE_BUFFER_SIZE,
             ) as ws:
                 await ws.send_message('{"a": "subscribe", "v": []}')
                 with trio.move_on_after(warmup):
@@ -438,7 +467,12 @@ def machine(pinned: bool, usable: int) -> str:
 
 
 async def main_async(
-    args: argparse.Namespace, url: str, server_pid: int | None, pinned: bool, usable: int
+    args: argparse.Namespace,
+    urls: tuple[str, str],
+    server_pid: int | None,
+    pinned: bool,
+    usable: int,
+    tls_context: ssl.SSLContext,
 ) -> int:
     quick: bool = args.quick
     runs: int = args.runs or (2 if quick else 5)
@@ -448,7 +482,9 @@ async def main_async(
     decode_seconds = 0.2 if quick else 0.5
     instruments = bench_instruments()
     frames = build_frames(instruments, args.seed, DISTINCT_FRAMES)
+    url, tls_url = urls
     bench = Bench(url, kite_instruments_csv(instruments), instruments, server_pid)
+    tls_bench = Bench(tls_url, kite_instruments_csv(instruments), instruments, server_pid, tls_context)
 
     print("# End-to-end benchmark: blaster server -> loopback WebSocket -> open_market_data subscribers\n")
     print(machine(pinned, usable))
@@ -477,6 +513,16 @@ async def main_async(
     raw_runs: list[RunResult] = []
     for _ in range(1 if quick else 3):
         raw_runs.append(await bench.raw_throughput(warmup, window))
+    # The same over TLS (wss://, the library's default verification against a throwaway CA): decryption
+    # is a cost every real deployment pays.
+    tls_runs: list[RunResult] = []
+    for _ in range(runs):
+        decode_ns.append(decode_rate(frames, decode_seconds))
+        tls_runs.append(await tls_bench.run("/throughput", 1, warmup, window, None))
+        print(f"  throughput x1 over TLS: {fmt_rate(tls_runs[-1].rate)} ticks/s", file=sys.stderr)
+    raw_tls_runs: list[RunResult] = []
+    for _ in range(1 if quick else 3):
+        raw_tls_runs.append(await tls_bench.raw_throughput(warmup, window))
     decode_ns.append(decode_rate(frames, decode_seconds))
     decode = 1e9 / statistics.median(wall for wall, _ in decode_ns)
     decode_cpu_us = statistics.median(cpu for _, cpu in decode_ns) / 1e3
@@ -526,13 +572,21 @@ async def main_async(
 
     for subscribers, results in throughput.items():
         row(f"{subscribers}", results)
+    row("1, over TLS (`wss://`)", tls_runs)
     row("bare trio-websocket client, no decoding (the transport floor)", raw_runs)
+    row("bare trio-websocket client over TLS, no decoding (the TLS transport floor)", raw_tls_runs)
     cpu_one = sum(r.cpu for r in throughput[1]) / sum(r.ticks_in for r in throughput[1]) * 1e6
     cpu_raw = sum(r.cpu for r in raw_runs) / sum(r.ticks_in for r in raw_runs) * 1e6
     print(
         f"\nClient CPU per tick, 1 subscriber: {cpu_one:.2f} µs = transport {cpu_raw:.2f} (bare client) "
         f"+ decode {decode_cpu_us:.2f} (decode-only) + the rest {cpu_one - cpu_raw - decode_cpu_us:.2f} "
         "(hand-off, routing, queue, subscriber)."
+    )
+    cpu_tls = sum(r.cpu for r in tls_runs) / sum(r.ticks_in for r in tls_runs) * 1e6
+    cpu_raw_tls = sum(r.cpu for r in raw_tls_runs) / sum(r.ticks_in for r in raw_tls_runs) * 1e6
+    print(
+        f"Over TLS: {cpu_tls:.2f} µs per tick (+{cpu_tls - cpu_one:.2f} µs, {cpu_tls / cpu_one - 1:+.0%}); "
+        f"the bare client {cpu_raw_tls:.2f} µs (+{cpu_raw_tls - cpu_raw:.2f} µs): what decryption costs."
     )
 
     print("\n#### Latency: server send -> subscriber receipt, first tick of each frame\n")
@@ -614,11 +668,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     pinned = args.pin and len(cpus) >= 2
     frames = build_frames(bench_instruments(), args.seed, DISTINCT_FRAMES)
+    authority = trustme.CA()
+    key_and_chain = authority.issue_cert(HOST).private_key_and_cert_chain_pem.bytes()
+    tls_context = ssl.create_default_context()
+    authority.configure_trust(tls_context)
     context = multiprocessing.get_context("spawn")
     ours, theirs = context.Pipe()
     server = context.Process(
         target=server_main,
-        args=(theirs, frames, cpus[0] if pinned else None, SERVER_LIFETIME),
+        args=(theirs, frames, cpus[0] if pinned else None, SERVER_LIFETIME, key_and_chain),
         name="bench-blaster",
         daemon=True,
     )
@@ -627,10 +685,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not ours.poll(30):
             print("the server process did not start within 30 s", file=sys.stderr)
             return 1
-        port: int = ours.recv()
+        port, tls_port = ours.recv()
         if pinned:
             os.sched_setaffinity(0, {cpus[1]})
-        return trio.run(main_async, args, f"ws://{HOST}:{port}", server.pid, pinned, len(cpus))
+        urls = (f"ws://{HOST}:{port}", f"wss://{HOST}:{tls_port}")
+        return trio.run(main_async, args, urls, server.pid, pinned, len(cpus), tls_context)
     finally:
         with contextlib.suppress(OSError):
             ours.send("stop")
