@@ -11,6 +11,7 @@ from ._errors import (
     RateLimitedError as RateLimitedError,
     SubscriptionError as SubscriptionError,
     SubscriptionLimitError as SubscriptionLimitError,
+    TLSError as TLSError,
     TradingWsError as TradingWsError,
 )
 from ._fanout import (
@@ -102,6 +103,7 @@ __all__ = [
     "SubscriptionError",
     "SubscriptionLimitError",
     "SubscriptionStatistics",
+    "TLSError",
     "Tick",
     "TradingWsError",
     "UnknownSymbolError",

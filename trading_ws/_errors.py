@@ -6,6 +6,8 @@
     ├── DecodeError               a frame or message could not be decoded (carries the raw bytes)
     ├── ConnectError              a connection could not be opened or was lost
     │   ├── ConnectTimeout        the TCP connect or WebSocket handshake took too long
+    │   ├── TLSError              the TLS handshake failed: an untrusted, expired or wrong-host certificate,
+    │   │                         or a protocol error (no TLS server on that port); raised at once
     │   ├── AuthenticationError   the broker refused the credentials (HTTP 403); never retried in a loop
     │   └── RateLimitedError      the broker refused with HTTP 429 (too many connections or requests)
     ├── SubscriptionError         a subscribe request was refused before it reached the broker
@@ -32,6 +34,7 @@ __all__ = [
     "RateLimitedError",
     "SubscriptionError",
     "SubscriptionLimitError",
+    "TLSError",
     "TradingWsError",
 ]
 
@@ -64,6 +67,20 @@ class ConnectError(TradingWsError):
 
 class ConnectTimeout(ConnectError):
     """The TCP connect or the WebSocket/HTTP handshake did not finish in time."""
+
+
+class TLSError(ConnectError):
+    """TLS with the broker failed: the handshake (a certificate the client does not trust, a hostname
+    mismatch, an expired certificate, a protocol error such as a server that does not speak TLS on that
+    port) or, rarely, the TLS layer of an established connection.
+
+    Raised within the time of the handshake, never as a `ConnectTimeout`. The message says why (for a
+    certificate, OpenSSL's verification message: "certificate verify failed: unable to get local issuer
+    certificate", "... Hostname mismatch ...", "... certificate has expired"); the `ssl.SSLError` is kept as
+    ``__cause__``. Certificate verification is always on: pass an ``ssl_context`` that trusts your CA
+    (``ssl.create_default_context(cafile=...)``) to the feed or the broker config instead. A reconnecting
+    feed counts it as one failed attempt and backs off (certificates get rotated).
+    """
 
 
 class AuthenticationError(ConnectError):

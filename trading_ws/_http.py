@@ -14,6 +14,7 @@ import trio
 
 from ._errors import ConnectError, ConnectTimeout
 from ._scrub import scrub, secrets_in_flight
+from ._transport import find_tls_error, tls_failure
 
 __all__ = ["MAX_MASTER_BYTES", "http_exchange", "scrub_chain", "text_field"]
 
@@ -59,8 +60,18 @@ def scrub_chain(exc: BaseException, secrets: Iterable[str | None]) -> BaseExcept
         clean = scrub(text, known)
         if clean != text:
             error.args = (clean,)
+            if isinstance(error, OSError):
+                # An OSError (ssl.SSLError included) shows its fields, not its args.
+                for field in _OS_ERROR_TEXTS:
+                    value = getattr(error, field, None)
+                    if isinstance(value, str):
+                        setattr(error, field, scrub(value, known))
         pending += (error.__cause__, error.__context__)
     return exc
+
+
+# The fields an OSError's text is made of (and ssl.SSLCertVerificationError's verification message).
+_OS_ERROR_TEXTS: Final = ("strerror", "filename", "filename2", "verify_message")
 
 
 async def http_exchange(
@@ -85,6 +96,9 @@ async def http_exchange(
     (nothing is recorded here).
 
     Raises:
+        TLSError: the TLS handshake failed (an untrusted, expired or wrong-host certificate, a server that
+            does not speak TLS): at once, with the reason in the message and the `ssl.SSLError` (scrubbed)
+            as ``__cause__``.
         ConnectTimeout: no complete answer within `deadline`.
         ConnectError: anything else httpx, httpcore, h11, anyio, trio, the OS or TLS raised, or an answer
             larger than `max_bytes`. The original error stays as ``__cause__``, its messages scrubbed of
@@ -111,8 +125,25 @@ async def http_exchange(
         raise ConnectTimeout(f"{what}: no answer within {deadline:g} s ({type(exc).__name__})") from exc
     except _HTTP_ERRORS as exc:
         scrub_chain(exc, secrets)
+        tls = find_tls_error(exc)
+        if tls is not None:
+            # httpx reports it as ConnectError('') around httpcore's around trio's BrokenResourceError:
+            # the TLS error deep in that chain is the one that says why, and becomes the cause.
+            failure = tls_failure(tls, _where(url), lambda text: scrub(text, secrets), prefix=f"{what}: ")
+            raise failure from failure.__cause__
         detail = scrub(f"{type(exc).__name__}: {exc}", secrets)
         raise ConnectError(f"{what} failed: {detail}") from exc
+
+
+def _where(url: str) -> str:
+    """``host:port`` of `url` (for messages; the URL itself may hold a query)."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError, ValueError):
+        return "the server"
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    host = f"[{parsed.host}]" if ":" in parsed.host else parsed.host
+    return f"{host}:{port}"
 
 
 def text_field(value: object, secrets: Iterable[str | None], limit: int = 300) -> str:

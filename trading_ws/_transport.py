@@ -7,8 +7,10 @@ No broker wire format is known here.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
+import re
 import ssl
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -24,6 +26,7 @@ from ._errors import (
     ConnectError,
     ConnectTimeout,
     RateLimitedError,
+    TLSError,
     TradingWsError,
 )
 from ._scrub import SECRET_PARAMS
@@ -34,11 +37,16 @@ __all__ = [
     "MESSAGE_QUEUE_SIZE",
     "RECEIVE_BUFFER_SIZE",
     "WsEndpoint",
+    "client_context",
+    "context_repr",
+    "find_tls_error",
     "is_loopback_host",
     "open_service_nursery",
     "open_ws",
     "parse_ws_url",
     "redact_url",
+    "tls_failure",
+    "tls_reason",
 ]
 
 logger = logging.getLogger("trading_ws")
@@ -110,16 +118,85 @@ def _describe(exc: BaseException, scrub: Scrub | None) -> tuple[str, bool]:
     return text, text == raw
 
 
-def _tls_error(exc: BaseException) -> ssl.SSLError | None:
-    """The TLS error behind `exc` (trio reports one as a BrokenResourceError caused by it), if any."""
-    seen = 0
+def find_tls_error(exc: BaseException) -> ssl.SSLError | None:
+    """The TLS error behind `exc`, if any: `exc` itself or one in its cause/context chain (trio reports a
+    failed handshake as a BrokenResourceError caused by it; httpx wraps that in two ConnectErrors)."""
+    seen: set[int] = set()
     current: BaseException | None = exc
-    while current is not None and seen < 4:
+    while current is not None and id(current) not in seen and len(seen) < 8:
         if isinstance(current, ssl.SSLError):
             return current
+        seen.add(id(current))
         current = current.__cause__ or current.__context__
-        seen += 1
     return None
+
+
+_SSL_DECORATION = re.compile(r"^\[[^\]]*\]\s*|\s*\(_ssl\.c:\d+\)$")
+# OpenSSL's reasons for an answer that is not TLS at all (plain HTTP, say) where a handshake was expected.
+_NOT_TLS = frozenset(
+    {
+        "WRONG_VERSION_NUMBER",
+        "RECORD_LAYER_FAILURE",
+        "PACKET_LENGTH_TOO_LONG",
+        "HTTP_REQUEST",
+        "HTTPS_PROXY_REQUEST",
+    }
+)
+
+
+def tls_reason(error: ssl.SSLError) -> str:
+    """Why TLS failed, in words: for a certificate, OpenSSL's verification message and its reason code
+    ("certificate verify failed: unable to get local issuer certificate (CERTIFICATE_VERIFY_FAILED)", "...
+    Hostname mismatch, certificate is not valid for 'x' (...)", "... certificate has expired (...)");
+    otherwise the protocol error without OpenSSL's decorations ("protocol error: wrong version number (does
+    the server speak TLS on that port?)")."""
+    reason = getattr(error, "reason", None)
+    if isinstance(error, ssl.SSLCertVerificationError):
+        detail = str(getattr(error, "verify_message", None) or "the certificate was refused").rstrip(".")
+        code = f" ({reason})" if isinstance(reason, str) and reason else ""
+        return f"certificate verify failed: {detail}{code}"
+    if isinstance(error, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
+        return "the server ended the connection in the middle of TLS (is it a TLS server?)"
+    raw = error.strerror if isinstance(error.strerror, str) else str(error)
+    text = _SSL_DECORATION.sub("", raw).strip() or type(error).__name__
+    if isinstance(reason, str) and reason and reason.lower().replace("_", " ") != text.lower():
+        text = f"{text} ({reason})"
+    if reason in _NOT_TLS:
+        text += " (does the server speak TLS on that port?)"
+    return f"protocol error: {text}"
+
+
+def client_context(context: ssl.SSLContext | None) -> ssl.SSLContext:
+    """The TLS settings of one client connection: `context`, or else the default every connection of the
+    library uses, WebSocket and REST alike: the system's trust store (``ssl.create_default_context()``,
+    which honours ``SSL_CERT_FILE`` and ``SSL_CERT_DIR``), certificates and host names verified."""
+    return context if context is not None else _default_context()
+
+
+@functools.cache
+def _default_context() -> ssl.SSLContext:
+    # Made once per process: loading the trust store takes tens of milliseconds of CPU, which every
+    # reconnect attempt would otherwise spend blocking the event loop. Never changed once made.
+    return ssl.create_default_context()
+
+
+def context_repr(context: ssl.SSLContext | None) -> str:
+    """How a broker config's repr shows its `ssl.SSLContext`: only whether one is set."""
+    return "None" if context is None else "<SSLContext>"
+
+
+def tls_failure(error: ssl.SSLError, where: str, scrub: Scrub | None = None, *, prefix: str = "") -> TLSError:
+    """The `TLSError` for `error` on a connection to `where` (``host:port``): the reason in the message,
+    `error` kept as ``__cause__`` when its text is safe (`scrub` changes nothing in it)."""
+    reason = tls_reason(error)
+    if scrub is not None:
+        reason = scrub(reason)
+    mapped = TLSError(f"{prefix}TLS with {where} failed: {reason}")
+    if _describe(error, scrub)[1]:
+        mapped.__cause__ = error
+    else:
+        mapped.__suppress_context__ = True
+    return mapped
 
 
 def _map_error(
@@ -145,9 +222,9 @@ def _map_error(
             mapped = RateLimitedError("broker refused the connection: too many (HTTP 429)")
         else:
             mapped = ConnectError(f"broker refused the WebSocket handshake (HTTP {status})")
-    elif (tls := _tls_error(exc)) is not None:
-        text, _ = _describe(tls, scrub)
-        mapped = ConnectError(f"TLS with {endpoint.host}:{endpoint.port} failed: {text}")
+    elif (tls := find_tls_error(exc)) is not None:
+        # The TLS error itself is the cause (not trio's BrokenResourceError around it): it says why.
+        return tls_failure(tls, f"{endpoint.host}:{endpoint.port}", scrub)
     else:
         text, _ = _describe(exc, scrub)
         if isinstance(exc, (trio_websocket.HandshakeError, trio_websocket.ConnectionClosed)):
@@ -178,8 +255,9 @@ async def open_ws(
 ) -> AsyncIterator[trio_websocket.WebSocketConnection]:
     """Open a tuned WebSocket for the duration of the block; its reader task lives inside.
 
-    TLS verification is on for ``wss://`` (the default SSL context) unless a context is passed. On
-    exit the closing handshake gets `close_timeout` seconds (shielded), then the socket is closed.
+    TLS verification is on for ``wss://``: the default SSL context, or `ssl_context` (the library never
+    turns verification off). On exit the closing handshake gets `close_timeout` seconds (shielded), then
+    the socket is closed.
     Errors of the body pass through unchanged (not wrapped in a group). Every other `Exception` (from the
     connect, the handshake, or trio-websocket's reader task) is mapped to a `ConnectError` subclass, with
     the original as ``__cause__`` unless its text would show a secret (`scrub` names the secrets: text it
@@ -188,9 +266,11 @@ async def open_ws(
     Raises:
         AuthenticationError: HTTP 401 or 403 at the handshake.
         RateLimitedError: HTTP 429 at the handshake.
+        TLSError: the TLS handshake failed (an untrusted, expired or wrong-host certificate, a server
+            that does not speak TLS): at once, the `ssl.SSLError` as ``__cause__``.
         ConnectTimeout: the TCP connect and handshake took longer than `connect_timeout`.
         ConnectError: anything else that stopped the connection (refused, reset, a malformed answer,
-            another HTTP status, a TLS failure).
+            another HTTP status).
     """
     stream: trio.SocketStream | trio.SSLStream[trio.SocketStream] | None = None
     body_error: BaseException | None = None
@@ -202,7 +282,7 @@ async def open_ws(
                     stream = await trio.open_ssl_over_tcp_stream(
                         endpoint.host,
                         endpoint.port,
-                        ssl_context=ssl_context or ssl.create_default_context(),
+                        ssl_context=client_context(ssl_context),
                         https_compatible=True,
                     )
                     # At once, so that a certificate the client does not trust fails as itself (inside
