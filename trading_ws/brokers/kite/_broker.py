@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Final, cast
@@ -16,6 +17,7 @@ from ..._http import MAX_MASTER_BYTES, http_exchange, scrub_chain
 from ..._model import Broker, Event, Mode
 from ..._ratelimit import RateLimit, TokenBucket
 from ..._scrub import scrub
+from ..._transport import client_context, context_repr
 from ..._validate import (
     check_callable,
     check_credential,
@@ -104,6 +106,14 @@ class KiteBroker:
         max_connections: Kite allows 3 per api_key (1 to 64 accepted).
         allow_insecure: allow plain ``ws://``/``http://`` to non-loopback hosts.
         name: the label for ``subscribe(..., broker=...)`` (printable, at most 64 characters).
+        ssl_context: the TLS settings of every connection this broker makes, the ticker's ``wss://`` and
+            the instrument download's ``https://`` alike (default None: the system's trust store). For a
+            private CA or a TLS-inspecting proxy: ``ssl.create_default_context(cafile="ca.pem")``.
+            Certificates are always verified; the repr shows only whether a context is set.
+
+    A TLS failure (an untrusted, expired or wrong-host certificate, a server that does not speak TLS)
+    raises `TLSError` at once, on the first connection and on the download; on a reconnect it is one
+    failed attempt (backoff, then a new one).
 
     Raises:
         ConfigurationError: (at construction) any argument that is not as documented; the message names
@@ -124,6 +134,7 @@ class KiteBroker:
     max_connections: int = MAX_CONNECTIONS_PER_KEY
     allow_insecure: bool = False
     name: str = "kite"
+    ssl_context: ssl.SSLContext | None = attrs.field(default=None, repr=context_repr)
 
     def __attrs_post_init__(self) -> None:
         check_credential("api_key", self.api_key)
@@ -140,6 +151,7 @@ class KiteBroker:
         check_int("max_instruments_per_connection", self.max_instruments_per_connection, 1, 65535)
         check_int("max_connections", self.max_connections, 1, 64)
         check_label("name", self.name)
+        check_instance("ssl_context", self.ssl_context, ssl.SSLContext, optional=True)
 
     @property
     def broker(self) -> Broker:
@@ -161,6 +173,7 @@ class KiteBroker:
             ConfigurationError: the `instruments` function returned something other than text.
             AuthenticationError: Kite refused the keys (HTTP 401/403).
             RateLimitedError: Kite answered HTTP 429.
+            TLSError: TLS with the REST API failed (see `ssl_context`), at once.
             ConnectTimeout: the download did not complete within `download_timeout`.
             ConnectError: the download failed otherwise (unreachable, not HTTP, another status, an answer
                 larger than 256 MiB).
@@ -190,7 +203,12 @@ class KiteBroker:
         try:
             # Proxy settings from the environment only for https: over plain http (loopback, or with
             # allow_insecure) a proxy would see the token in clear.
-            client = httpx.AsyncClient(follow_redirects=False, trust_env=url.startswith("https://"))
+            client = httpx.AsyncClient(
+                follow_redirects=False,
+                trust_env=url.startswith("https://"),
+                # The same trust as the ticker's (httpx alone would use certifi's bundle instead).
+                verify=client_context(self.ssl_context),
+            )
         except (httpx.InvalidURL, ValueError) as exc:
             raise ConfigurationError(
                 f"{what}: cannot open an HTTP client (the environment's proxy settings?): {scrub(exc)}"
@@ -237,6 +255,7 @@ class KiteBroker:
             watchdog_timeout=self.watchdog_timeout,
             max_instruments=self.max_instruments_per_connection,
             allow_insecure=self.allow_insecure,
+            ssl_context=self.ssl_context,
             connection_id=connection_id,
             rate_limiter=limiter,
             sink=sink,

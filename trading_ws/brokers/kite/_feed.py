@@ -486,7 +486,8 @@ async def open_kite_feed(
             ``MESSAGE_QUEUE_SIZE * max_message_size`` bytes.
         max_instruments: instruments allowed on this connection (Kite: 3000).
         allow_insecure: allow plain ``ws://`` to a non-loopback host.
-        ssl_context: TLS settings for ``wss://`` (default: the system's, with verification).
+        ssl_context: TLS settings for ``wss://`` (default: the system's trust store). Certificates are
+            always verified; for a private CA, ``ssl.create_default_context(cafile="ca.pem")``.
         rng: the random source of the backoff jitter (seed it for reproducible runs).
         connection_id: the index reported in status events.
         rate_limiter: a token bucket shared with other connections to the same broker; every control
@@ -507,6 +508,8 @@ async def open_kite_feed(
     Raises:
         AuthenticationError: the credentials were refused (after one renewal, with a provider).
         RateLimitedError: the broker refused the connection with HTTP 429.
+        TLSError: TLS failed on the first connection (an untrusted, expired or wrong-host certificate, a
+            server that does not speak TLS), at once; the `ssl.SSLError` is kept as ``__cause__``.
         ConnectTimeout, ConnectError: the first connection could not be made (a malformed handshake
             answer included); the cause is kept as ``__cause__``.
         ConfigurationError: invalid arguments (a non-loopback ``ws://`` URL, empty credentials, a

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Final
@@ -14,6 +15,7 @@ from ..._errors import AuthenticationError, ConfigurationError
 from ..._model import Broker, Event, Mode
 from ..._ratelimit import RateLimit, TokenBucket
 from ..._scrub import scrub
+from ..._transport import context_repr
 from ..._validate import (
     check_callable,
     check_credential,
@@ -153,6 +155,15 @@ class XtsBroker:
         allow_insecure: allow plain ``http://`` to non-loopback hosts.
         api_path: the route prefix (``/apimarketdata``; ``/marketdata`` for servers before late 2023).
         name: the label for ``subscribe(..., broker=...)`` (printable, at most 64 characters).
+        ssl_context: the TLS settings of every connection this broker makes, REST (login, subscriptions,
+            instrument master) and the Socket.IO ``wss://`` alike (default None: the system's trust
+            store). For a private CA or a TLS-inspecting proxy:
+            ``ssl.create_default_context(cafile="ca.pem")``. Certificates are always verified; the repr
+            shows only whether a context is set.
+
+    A TLS failure (an untrusted, expired or wrong-host certificate, a server that does not speak TLS)
+    raises `TLSError` at once, on the first login or connection and on the downloads; on a reconnect it
+    is one failed attempt (backoff, then a new one).
 
     Raises:
         ConfigurationError: (at construction) any argument that is not as documented; the message names
@@ -177,6 +188,7 @@ class XtsBroker:
     allow_insecure: bool = False
     api_path: str = API_PATH
     name: str = "xts"
+    ssl_context: ssl.SSLContext | None = attrs.field(default=None, repr=context_repr)
 
     def __attrs_post_init__(self) -> None:
         check_credential("app_key", self.app_key)
@@ -201,6 +213,7 @@ class XtsBroker:
                 "of its subscriptions: max_connections must be 1"
             )
         check_label("name", self.name)
+        check_instance("ssl_context", self.ssl_context, ssl.SSLContext, optional=True)
 
     @property
     def broker(self) -> Broker:
@@ -218,6 +231,7 @@ class XtsBroker:
             self.secret_key,
             root_url=self.root_url,
             allow_insecure=self.allow_insecure,
+            ssl_context=self.ssl_context,
             timeout=self.request_timeout,
             api_path=self.api_path,
         )
@@ -234,6 +248,7 @@ class XtsBroker:
         Raises:
             AuthenticationError: the server wanted a login and refused the keys.
             ConfigurationError: the `instruments` function returned something other than text.
+            TLSError: TLS with the server failed (see `ssl_context`), at once.
             ConnectTimeout: a request did not complete in time.
             ConnectError: a download failed (unreachable, refused, malformed or too large an answer).
         """
@@ -297,6 +312,7 @@ class XtsBroker:
             request_timeout=self.request_timeout,
             max_instruments=self.max_instruments_per_connection,
             allow_insecure=self.allow_insecure,
+            ssl_context=self.ssl_context,
             connection_id=connection_id,
             rate_limiter=limiter,
             sink=sink,

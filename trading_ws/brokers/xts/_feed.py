@@ -971,7 +971,9 @@ async def open_xts_feed(
             Snapshots and status events are queued even when it is full.
         max_instruments: instruments allowed (XTS: 50 per session; lowered if the server says so).
         allow_insecure: allow plain ``http://`` to a non-loopback host.
-        ssl_context: TLS settings (default: the system's, with verification).
+        ssl_context: TLS settings for REST and the socket (default: the system's trust store).
+            Certificates are always verified; for a private CA,
+            ``ssl.create_default_context(cafile="ca.pem")``.
         rng: the random source of the backoff jitter.
         connection_id: the index reported in status events.
         rate_limiter: a token bucket every REST request and connection attempt takes a token from.
@@ -992,6 +994,9 @@ async def open_xts_feed(
     Raises:
         AuthenticationError: the credentials were refused (`LoginRefusedError`), or the token was
             refused again after one new login (`InvalidTokenError`).
+        TLSError: TLS failed at the login or on the first connection (an untrusted, expired or wrong-host
+            certificate, a server that does not speak TLS), at once; the `ssl.SSLError` is kept as
+            ``__cause__``.
         RateLimitedError, ConnectTimeout, ConnectError: the first connection could not be made (a
             malformed handshake answer included); the cause is kept as ``__cause__``.
         ConfigurationError: invalid arguments (a non-loopback ``http://`` URL, empty keys, an unknown

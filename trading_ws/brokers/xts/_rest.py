@@ -14,8 +14,10 @@ its messages scrubbed of every secret):
 what happened                                              raised
 =========================================================  =============================================
 no complete answer within the timeout (whole call)         `ConnectTimeout`
-connection refused or reset, TLS failure, an answer that   `ConnectError`
-is not HTTP (httpx, httpcore, h11, anyio, OSError, ssl)
+TLS failure: an untrusted, expired or wrong-host           `TLSError` (a `ConnectError`), at once
+certificate, a server that does not speak TLS
+connection refused or reset, an answer that is not HTTP    `ConnectError`
+(httpx, httpcore, h11, anyio, OSError)
 HTTP 429                                                   `RateLimitedError`
 HTTP 5xx, a body that is not a JSON envelope, an answer    `ConnectError`
 larger than the bound, a login answer without a usable
@@ -67,7 +69,7 @@ from ..._http import MAX_MASTER_BYTES, http_exchange, scrub_chain, text_field
 from ..._model import Event
 from ..._ratelimit import TokenBucket
 from ..._scrub import scrub
-from ..._transport import WsEndpoint, parse_ws_url, redact_url
+from ..._transport import WsEndpoint, client_context, parse_ws_url, redact_url
 from ..._validate import (
     check_api_path,
     check_credential,
@@ -312,7 +314,8 @@ class XtsSession:
         root_url: the deployment's root, e.g. ``https://ttblaze.iifl.com`` or the simulator's
             ``http://127.0.0.1:PORT`` (no user info, query or fragment).
         allow_insecure: allow plain ``http://`` to a non-loopback host.
-        ssl_context: TLS settings (default: the system's, with certificate verification).
+        ssl_context: TLS settings for ``https://`` (default: the system's trust store); certificates are
+            always verified.
         timeout: seconds allowed for each request, start to finish: connect, send, and the whole answer
             (the instrument master gets at least 60).
         max_subscriptions: the cap until the server says otherwise (1 to 65535).
@@ -392,7 +395,8 @@ class XtsSession:
         try:
             self._client = httpx.AsyncClient(
                 timeout=self._timeout,
-                verify=self._ssl_context if self._ssl_context is not None else True,
+                # The same trust as the socket's (httpx alone would use certifi's bundle instead).
+                verify=client_context(self._ssl_context),
                 transport=self._transport,
                 headers={"User-Agent": f"trading-ws/{__version__}"},
                 follow_redirects=False,
