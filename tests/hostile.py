@@ -12,6 +12,7 @@ import base64
 import contextlib
 import functools
 import json
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -212,3 +213,76 @@ class HostileXts:
 async def _default_script(ws: trio_websocket.WebSocketConnection) -> None:
     await eio_open(ws, 25000, 60000)
     await answer_pings(ws)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# TLS in front of a plain loopback server (issue 10: certificate failures), the certificate chosen per
+# connection so that a test can rotate it.
+
+ContextFor = Callable[[int], "ssl.SSLContext | None"]
+
+
+@attrs.define
+class TlsFront:
+    """A TLS front for a plain loopback server on port `backend` (a simulator, `HostileXts`...).
+
+    Each accepted connection gets the server context `context_for(n)` picks (`n` counts connections from
+    1): the TLS handshake is made with it, then the bytes are relayed to ``127.0.0.1:backend``. A context
+    of None answers like a plain HTTP server instead (a TLS protocol error for a client). `drop` ends every
+    relayed connection (the broker lost them). Serve it with ``serve(nursery, front.handle)``.
+    """
+
+    backend: int
+    context_for: ContextFor
+    connections: int = 0
+    """Connections accepted."""
+    handshakes: int = 0
+    """TLS handshakes completed (the client trusted the certificate)."""
+    refused: int = 0
+    """TLS handshakes the client broke off (or answered plain HTTP to)."""
+    _scopes: set[trio.CancelScope] = attrs.field(factory=set, init=False)
+
+    def drop(self) -> None:
+        """End every relayed connection now."""
+        for scope in list(self._scopes):
+            scope.cancel()
+
+    async def handle(self, stream: trio.SocketStream) -> None:
+        self.connections += 1
+        context = self.context_for(self.connections)
+        if context is None:
+            async with stream:
+                with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                    await stream.receive_some(65536)
+                    await stream.send_all(
+                        b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                    )
+            self.refused += 1
+            return
+        tls = trio.SSLStream(stream, context, server_side=True)
+        try:
+            await tls.do_handshake()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self.refused += 1
+            await trio.aclose_forcefully(stream)
+            return
+        self.handshakes += 1
+        backend = await trio.open_tcp_stream("127.0.0.1", self.backend)
+        scope = trio.CancelScope()
+        self._scopes.add(scope)
+        try:
+            with scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(_pipe, tls, backend, nursery.cancel_scope)
+                    nursery.start_soon(_pipe, backend, tls, nursery.cancel_scope)
+        finally:
+            self._scopes.discard(scope)
+            await trio.aclose_forcefully(backend)
+            await trio.aclose_forcefully(tls)
+
+
+async def _pipe(source: trio.abc.Stream, sink: trio.abc.Stream, done: trio.CancelScope) -> None:
+    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+        while data := await source.receive_some(65536):
+            await sink.send_all(data)
+    done.cancel()
