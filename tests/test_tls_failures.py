@@ -19,7 +19,9 @@ right context the same servers work, and on a reconnect a certificate failure is
 from __future__ import annotations
 
 import datetime
+import gc
 import ssl
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -29,6 +31,7 @@ import hostile
 import httpx
 import pytest
 import trio
+import trio.lowlevel
 import trio.testing
 import trustme
 
@@ -324,6 +327,47 @@ def test_kept_os_errors_are_scrubbed() -> None:
     for error in errors:
         assert secret not in str(error)
         assert "***" in str(error)
+
+
+async def test_a_request_cancelled_while_sending_its_body_leaves_nothing_to_finalize(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
+    """Found on the way (the HTTP boundary every TLS call crosses): httpx's request body is an async
+    generator, and a request cancelled while sending it left the generator suspended; trio reported it
+    at garbage collection, at some later moment, as a ResourceWarning (the suite's occasional failure of
+    an unrelated test). The server here never reads, so the body's send blocks until cancelled."""
+    accepted = trio.Event()
+
+    async def deaf(stream: trio.SocketStream) -> None:
+        accepted.set()
+        await trio.sleep_forever()
+
+    port = await hostile.serve(nursery, deaf)
+    async with httpx.AsyncClient() as client:
+        with trio.CancelScope() as scope:
+
+            async def cancel_once_stuck() -> None:
+                await accepted.wait()
+                await trio.sleep(1)  # the client is blocked in the body's send by then
+                scope.cancel()
+
+            nursery.start_soon(cancel_once_stuck)
+            await http_exchange(
+                client,
+                "POST",
+                f"http://127.0.0.1:{port}/subscription",
+                what="XTS subscribe",
+                deadline=TIMEOUT,
+                max_bytes=100,
+                secrets=[],
+                json_body={"instruments": "x" * 16_000_000},
+            )
+        assert scope.cancelled_caught
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        gc.collect()
+        await trio.lowlevel.checkpoint()
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ raise mapped into the library's tree, and no secret left in what is kept."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any, Final
 
 import anyio
@@ -106,9 +106,12 @@ async def http_exchange(
     """
     try:
         with secrets_in_flight(secrets), trio.fail_after(deadline):
-            async with client.stream(
+            request = client.build_request(
                 method, url, headers=headers, json=json_body, params=params, timeout=deadline
-            ) as response:
+            )
+            request.stream = _Body(request.content)
+            response = await client.send(request, stream=True)
+            try:
                 declared = response.headers.get("content-length", "")
                 if declared.strip().isdigit() and int(declared) > max_bytes:
                     raise ConnectError(f"{what}: the answer is larger than {max_bytes} bytes")
@@ -118,6 +121,8 @@ async def http_exchange(
                     if len(body) > max_bytes:
                         raise ConnectError(f"{what}: the answer is larger than {max_bytes} bytes")
                 return response.status_code, response.headers, bytes(body)
+            finally:
+                await response.aclose()
     except trio.TooSlowError as exc:
         raise ConnectTimeout(f"{what}: no complete answer within {deadline:g} s") from exc
     except httpx.TimeoutException as exc:
@@ -133,6 +138,35 @@ async def http_exchange(
             raise failure from failure.__cause__
         detail = scrub(f"{type(exc).__name__}: {exc}", secrets)
         raise ConnectError(f"{what} failed: {detail}") from exc
+
+
+class _Body(httpx.AsyncByteStream):
+    """A request body handed to httpcore in one piece by a plain async iterator. httpx's own body stream
+    is an async generator: a request cancelled while its body is being sent left it suspended, and trio
+    reported it at garbage collection as an unexhausted generator (a ResourceWarning, at some later,
+    unrelated moment)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return _Once(self._data)
+
+
+class _Once:
+    """An async iterator over one chunk of bytes (none when empty)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data: bytes | None = data if data else None
+
+    def __aiter__(self) -> _Once:
+        return self
+
+    async def __anext__(self) -> bytes:
+        data, self._data = self._data, None
+        if data is None:
+            raise StopAsyncIteration
+        return data
 
 
 def _where(url: str) -> str:
