@@ -4,7 +4,8 @@
 (`Market`) over a small universe of real instruments (`UNIVERSE`), with fault knobs (dropped
 connections, silence, malformed frames, refused handshakes, text postbacks). `XtsSimulator` serves the
 Symphony XTS market-data API (REST and Socket.IO on one port) from the same market, with its own knobs
-(dropped connections, silence, garbage, expired tokens, refused logins).
+(dropped connections, silence, garbage, expired tokens, refused logins). Both serve TLS (``wss://``,
+``https://``) when given a `SimulatorTLS`: a throwaway CA and a certificate for loopback, made on the fly.
 """
 
 from ._kite import (
@@ -13,6 +14,7 @@ from ._kite import (
     KiteSimulator as KiteSimulator,
     KiteSimulatorStatistics as KiteSimulatorStatistics,
 )
+from ._tls import SimulatorTLS as SimulatorTLS
 from ._universe import (
     KITE_CSV_HEADER as KITE_CSV_HEADER,
     KITE_SEGMENT_IDS as KITE_SEGMENT_IDS,
@@ -43,6 +45,7 @@ __all__ = [
     "KiteSimulator",
     "KiteSimulatorStatistics",
     "Market",
+    "SimulatorTLS",
     "XtsSimulator",
     "XtsSimulatorStatistics",
     "find_instrument",

@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterable, Mapping
 from contextlib import suppress
 from functools import partial
-from typing import Any, Final
+from typing import Any, Final, cast
 from urllib.parse import unquote, urlsplit
 
 import attrs
@@ -32,13 +32,16 @@ from trio_websocket import (
     Endpoint,
     WebSocketConnection,
     WebSocketRequest,
+    WebSocketServer,
     serve_websocket,
 )
 
 from .._errors import ConfigurationError, DecodeError
 from .._model import Mode, Tick
+from .._validate import check_instance
 from ..brokers.kite._codec import decode_control, encode_frame, encode_text
 from ._listen import listen_host, listen_port
+from ._tls import HandshakingListener, SimulatorTLS, tls_handshake
 from ._universe import UNIVERSE, Instrument, Market, kite_instruments_csv
 
 __all__ = ["DEMO_ACCESS_TOKEN", "DEMO_API_KEY", "KiteSimulator", "KiteSimulatorStatistics"]
@@ -55,6 +58,14 @@ _OUTBOX_SIZE: Final = 1024
 _U16: Final = struct.Struct(">H")
 _LINGER_ABORT: Final = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST at once
 _JSON_HEADERS: Final = ((b"Content-Type", b"application/json"),)
+
+
+_RECEIVE_BUFFER: Final = 65536
+_MESSAGE_QUEUE: Final = 64
+
+
+def _url(scheme: str, host: str, port: int) -> str:
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
 def _error_body(message: str, error_type: str) -> bytes:
@@ -136,6 +147,8 @@ class _FaultStream(trio.abc.Stream):
     def abort(self) -> None:
         """Close the socket now, with a TCP reset; tasks blocked on it wake with ClosedResourceError."""
         inner = self.inner
+        if isinstance(inner, trio.SSLStream):  # served with tls: reset the TCP connection under it
+            inner = inner.transport_stream
         if isinstance(inner, trio.SocketStream):
             with suppress(OSError):
                 inner.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ABORT)
@@ -248,7 +261,8 @@ class KiteSimulator:
 
     @property
     def url(self) -> str:
-        """The ``ws://host:port`` URL clients connect to (no path, no query).
+        """The ``ws://host:port`` URL clients connect to (``wss://`` when serving with TLS; no path, no
+        query).
 
         Raises:
             RuntimeError: the simulator is not serving.
@@ -263,9 +277,11 @@ class KiteSimulator:
         port: int = 0,
         *,
         allow_non_loopback: bool = False,
+        tls: SimulatorTLS | None = None,
         task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Serve until cancelled; report the URL (``ws://127.0.0.1:PORT``, the real port) when listening.
+        """Serve until cancelled; report the URL (``ws://127.0.0.1:PORT``, the real port; ``wss://`` with
+        `tls`) when listening.
 
         Use as ``url = await nursery.start(sim.serve)``. Blocks until cancelled; every connection and
         task it started is finished when it returns (open connections are closed without a close frame).
@@ -275,15 +291,20 @@ class KiteSimulator:
             port: the TCP port; 0 picks a free one.
             allow_non_loopback: allow a host that is not a loopback address (the simulator accepts
                 well-known demo credentials: think twice).
+            tls: serve ``wss://`` with this `SimulatorTLS`'s certificate (clients trust it with
+                ``tls.client_context()`` or the file `SimulatorTLS.write_ca` writes). A client whose TLS
+                handshake fails (it does not trust the CA, it speaks plain ``ws://``...) is logged at INFO
+                and dropped; the simulator serves on.
 
         Raises:
-            ConfigurationError: (a ValueError) a non-loopback host without ``allow_non_loopback``, or a
-                port outside 0..65535.
+            ConfigurationError: (a ValueError) a non-loopback host without ``allow_non_loopback``, a
+                port outside 0..65535, or a `tls` that is not a SimulatorTLS.
             RuntimeError: the simulator is already serving.
             OSError: the address cannot be listened on.
         """
         bind = listen_host(host, allow_non_loopback)
         listen_port(port)
+        check_instance("tls", tls, SimulatorTLS, optional=True)
         if self._serving:
             raise RuntimeError("this Kite simulator is already serving")
         self._serving = True
@@ -291,26 +312,28 @@ class KiteSimulator:
         try:
             async with trio.open_nursery() as nursery:
                 try:
-                    server = await nursery.start(
-                        partial(
-                            serve_websocket,
-                            self._handle,
-                            bind,
-                            port,
-                            None,
-                            receive_buffer_size=65536,
-                            message_queue_size=64,
+                    if tls is None:
+                        server = await nursery.start(
+                            partial(
+                                serve_websocket,
+                                self._handle,
+                                bind,
+                                port,
+                                None,
+                                receive_buffer_size=_RECEIVE_BUFFER,
+                                message_queue_size=_MESSAGE_QUEUE,
+                            )
                         )
-                    )
+                        endpoint = server.listeners[0]
+                        url = endpoint.url if isinstance(endpoint, Endpoint) else f"ws://{host}:{server.port}"
+                    else:
+                        url = await nursery.start(self._serve_tls, bind, port, tls)
                 except OSError as exc:
                     listen_error = exc  # raised below, outside the nursery: plain, not in an ExceptionGroup
                 else:
-                    endpoint = server.listeners[0]
-                    self._url = (
-                        endpoint.url if isinstance(endpoint, Endpoint) else f"ws://{host}:{server.port}"
-                    )
-                    logger.info("Kite simulator listening on %s", self._url)
-                    task_status.started(self._url)
+                    self._url = url
+                    logger.info("Kite simulator listening on %s", url)
+                    task_status.started(url)
             if listen_error is not None:
                 raise listen_error
         finally:
@@ -318,47 +341,84 @@ class KiteSimulator:
             self._serving = False
             self._connections.clear()
 
+    async def _serve_tls(
+        self, bind: str, port: int, tls: SimulatorTLS, *, task_status: trio.TaskStatus[str]
+    ) -> None:
+        """Serve ``wss://`` until cancelled; report the URL. The TLS handshakes run before trio-websocket
+        sees a connection, so a failed one is logged and closed at once (see `HandshakingListener`)."""
+        context = tls.server_context()
+        listener = HandshakingListener(
+            await trio.open_tcp_listeners(port, host=bind), context, "Kite simulator"
+        )
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(listener.run)
+                # WebSocketServer takes any trio Listener (its annotation names the two it builds itself).
+                server = WebSocketServer(
+                    self._handle,
+                    [cast("trio.SocketListener", listener)],
+                    receive_buffer_size=_RECEIVE_BUFFER,
+                    message_queue_size=_MESSAGE_QUEUE,
+                )
+                await nursery.start(server.run)
+                task_status.started(_url("wss", bind, listener.port))
+        finally:
+            with trio.CancelScope(shield=True):
+                await listener.aclose()
+
     async def serve_rest(
         self,
         host: str = "127.0.0.1",
         port: int = 0,
         *,
         allow_non_loopback: bool = False,
+        tls: SimulatorTLS | None = None,
         task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Serve the REST instrument master until cancelled, as ``https://api.kite.trade`` does; report
-        the root URL (``http://127.0.0.1:PORT``) when listening. Pass it as ``KiteBroker(api_url=...)``.
+        the root URL (``http://127.0.0.1:PORT``; ``https://`` with `tls`) when listening. Pass it as
+        ``KiteBroker(api_url=...)``.
 
         ``GET /instruments`` (and ``GET /instruments/<exchange>``) answer the CSV of the simulated
         instruments, gzip-encoded as Kite sends it, to a request carrying ``Authorization: token
         <api_key>:<access_token>`` with this simulator's credentials; wrong or missing credentials get
         HTTP 403 with Kite's error body, other paths 404, other methods 405. One request per connection.
 
+        With `tls` (a `SimulatorTLS`) it serves ``https://`` with that certificate; a client whose TLS
+        handshake fails is logged at INFO and dropped, and the server serves on.
+
         Use as ``rest = await nursery.start(sim.serve_rest)``. Blocks until cancelled.
 
         Raises:
-            ConfigurationError: a non-loopback host without ``allow_non_loopback``, or a port outside
-                0..65535.
+            ConfigurationError: a non-loopback host without ``allow_non_loopback``, a port outside
+                0..65535, or a `tls` that is not a SimulatorTLS.
             OSError: the address cannot be listened on.
         """
         bind = listen_host(host, allow_non_loopback)
         listen_port(port)
-        listeners = await trio.open_tcp_listeners(port, host=bind)
-        bound = listeners[0].socket.getsockname()[1]
-        url = f"http://[{bind}]:{bound}" if ":" in bind else f"http://{bind}:{bound}"
+        check_instance("tls", tls, SimulatorTLS, optional=True)
+        context = None if tls is None else tls.server_context()
+        tcp = await trio.open_tcp_listeners(port, host=bind)
+        url = _url("http" if context is None else "https", bind, tcp[0].socket.getsockname()[1])
         logger.info("Kite simulator REST listening on %s", url)
         task_status.started(url)
-        await trio.serve_listeners(self._handle_rest, listeners)
+        if context is None:
+            await trio.serve_listeners(self._handle_rest, tcp)
+        else:
+            tls_listeners = [trio.SSLListener(t, context, https_compatible=True) for t in tcp]
+            await trio.serve_listeners(self._handle_rest, tls_listeners)
 
-    async def _handle_rest(self, stream: trio.SocketStream) -> None:
+    async def _handle_rest(self, stream: trio.SocketStream | trio.SSLStream[trio.SocketStream]) -> None:
         conn = h11.Connection(h11.SERVER)
         request: h11.Request | None = None
         try:
+            if isinstance(stream, trio.SSLStream) and not await tls_handshake(stream, "Kite simulator REST"):
+                return
             with trio.move_on_after(10):  # a client that never finishes its request is dropped
                 while True:
                     event = conn.next_event()
                     if event is h11.NEED_DATA:
-                        conn.receive_data(await stream.receive_some(65536))
+                        conn.receive_data(bytes(await stream.receive_some(65536)))
                     elif isinstance(event, h11.Request):
                         request = event
                     elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):

@@ -106,6 +106,7 @@ import math
 import random
 import secrets
 import socket
+import ssl
 import string
 import struct
 import time
@@ -122,6 +123,7 @@ from hypercorn.config import Config as HypercornConfig
 
 from .._errors import ConfigurationError, DecodeError
 from .._model import Mode, Tick
+from .._validate import check_instance
 from ..brokers.xts._engineio import (
     EioClose,
     EioPing,
@@ -135,6 +137,7 @@ from ..brokers.xts._engineio import (
 )
 from ..brokers.xts._instruments import SEGMENT_IDS, XtsInstrument, render_master
 from ._listen import listen_host, listen_port
+from ._tls import HANDSHAKE_TIMEOUT, SimulatorTLS
 from ._universe import UNIVERSE, Instrument, Market
 
 __all__ = [
@@ -383,6 +386,23 @@ def _xts_time(unix: float, segment: int) -> int:
     return seconds - _NSE_OFFSET if segment in _NSE_SEGMENTS else seconds + _IST_OFFSET
 
 
+class _TLSConfig(HypercornConfig):
+    """Hypercorn's configuration serving TLS with a ready `ssl.SSLContext` (hypercorn itself only loads a
+    certificate and key from files; the simulator's key stays in memory)."""
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        super().__init__()
+        context.set_alpn_protocols(["http/1.1"])
+        self._tls_context = context
+
+    @property
+    def ssl_enabled(self) -> bool:
+        return True
+
+    def create_ssl_context(self) -> ssl.SSLContext:
+        return self._tls_context
+
+
 def _find_socket_stream(send: object) -> trio.SocketStream | None:
     """The TCP stream under a hypercorn ASGI ``send`` callable, so that a drop can reset it.
 
@@ -396,6 +416,8 @@ def _find_socket_stream(send: object) -> trio.SocketStream | None:
         if owner is None:
             return None
         stream = getattr(owner, "stream", None)
+        if isinstance(stream, trio.SSLStream):  # served with tls: the TCP stream is under it
+            stream = stream.transport_stream
         if isinstance(stream, trio.SocketStream):
             return stream
         target = getattr(owner, "send", None)
@@ -559,7 +581,8 @@ class XtsSimulator:
 
     @property
     def url(self) -> str:
-        """The root URL (``http://127.0.0.1:PORT``) of the REST routes and of the socket (as ``ws://``).
+        """The root URL (``http://127.0.0.1:PORT``) of the REST routes and of the socket (as ``ws://``);
+        ``https://`` (and ``wss://``) when serving with TLS.
 
         Raises:
             RuntimeError: the simulator is not serving.
@@ -574,9 +597,11 @@ class XtsSimulator:
         port: int = 0,
         *,
         allow_non_loopback: bool = False,
+        tls: SimulatorTLS | None = None,
         task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Serve REST and Socket.IO until cancelled; report the root URL (``http://127.0.0.1:PORT``).
+        """Serve REST and Socket.IO until cancelled; report the root URL (``http://127.0.0.1:PORT``, or
+        ``https://`` with `tls`).
 
         Use as ``root = await nursery.start(sim.serve)``. Blocks until cancelled; every connection and task
         it started is finished when it returns.
@@ -586,19 +611,25 @@ class XtsSimulator:
             port: the TCP port; 0 picks a free one (the reported URL has the real one).
             allow_non_loopback: allow a host that is not a loopback address (the simulator accepts
                 well-known demo credentials: think twice).
+            tls: serve ``https://`` REST and a ``wss://`` socket (one port, HTTP/1.1) with this
+                `SimulatorTLS`'s certificate (clients trust it with ``tls.client_context()`` or the file
+                `SimulatorTLS.write_ca` writes). A client whose TLS handshake fails is dropped quietly
+                (hypercorn logs nothing for it), within 10 s if it stalls; the simulator serves on.
 
         Raises:
-            ConfigurationError: (a ValueError) a non-loopback host without ``allow_non_loopback``, or a
-                port outside 0..65535.
+            ConfigurationError: (a ValueError) a non-loopback host without ``allow_non_loopback``, a
+                port outside 0..65535, or a `tls` that is not a SimulatorTLS.
             RuntimeError: the simulator is already serving.
             OSError: the address cannot be listened on.
         """
         bind_host = listen_host(host, allow_non_loopback)
         listen_port(port)
+        check_instance("tls", tls, SimulatorTLS, optional=True)
         if self._serving:
             raise RuntimeError("this XTS simulator is already serving")
         self._serving = True
-        config = HypercornConfig()
+        config = HypercornConfig() if tls is None else _TLSConfig(tls.server_context())
+        config.ssl_handshake_timeout = HANDSHAKE_TIMEOUT
         config.bind = [f"[{bind_host}]:{port}" if ":" in bind_host else f"{bind_host}:{port}"]
         config.accesslog = None
         config.errorlog = _http_logger
