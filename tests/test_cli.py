@@ -7,11 +7,13 @@ import logging
 import math
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import trio
@@ -33,7 +35,14 @@ from trading_ws import (
 from trading_ws.brokers.kite import open_kite_feed
 from trading_ws.brokers.xts import open_xts_feed
 from trading_ws.cli import main
-from trading_ws.sim import DEMO_ACCESS_TOKEN, DEMO_API_KEY, DEMO_APP_KEY, DEMO_SECRET_KEY, DEMO_USER_ID
+from trading_ws.sim import (
+    DEMO_ACCESS_TOKEN,
+    DEMO_API_KEY,
+    DEMO_APP_KEY,
+    DEMO_SECRET_KEY,
+    DEMO_USER_ID,
+    SimulatorTLS,
+)
 
 CLI = [sys.executable, "-m", "trading_ws"]
 
@@ -491,3 +500,155 @@ def test_the_board_shows_no_volume_or_book_for_an_index() -> None:
         "1,561.40",
         "0.0",
     )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# --tls
+
+
+def _ca_path(line: str) -> Path:
+    """The CA file a banner's ``TLS:`` line names, checked to be a PEM certificate (and no key)."""
+    assert line.startswith("  TLS: a throwaway CA")
+    path = Path(line.rsplit(": ", 1)[1])
+    pem = path.read_text()
+    assert pem.startswith("-----BEGIN CERTIFICATE-----")
+    assert "PRIVATE KEY" not in pem
+    return path
+
+
+async def test_sim_kite_tls_serves_wss_and_https_and_prints_the_ca_file() -> None:
+    process = await trio.lowlevel.open_process([*CLI, "sim", "kite", "--tls"], stdout=subprocess.PIPE)
+    try:
+        assert process.stdout is not None
+        lines = Lines(process.stdout)
+        with trio.fail_after(30):
+            banner = [await lines.readline() for _ in range(7)]
+        assert banner[0].startswith("Kite simulator listening on wss://127.0.0.1:")
+        url = banner[0].split()[-1]
+        rest = banner[2].split()[3].removesuffix("/instruments")
+        assert rest.startswith("https://127.0.0.1:")
+        ca_file = _ca_path(banner[3])
+        assert ca_file.parent.name.startswith("trading-ws-tls-")  # a fresh temporary directory
+        assert f"ssl.create_default_context(cafile={str(ca_file)!r})" in banner[4]
+        assert banner[5].startswith(f"  trust it with curl: curl --cacert {ca_file} ")
+        assert f"SSL_CERT_FILE={ca_file}" in banner[6]
+        context = ssl.create_default_context(cafile=str(ca_file))  # what the banner says to do
+        with trio.fail_after(10):
+            async with open_kite_feed(DEMO_API_KEY, DEMO_ACCESS_TOKEN, url=url, ssl_context=context) as feed:
+                assert feed.connected
+            broker = KiteBroker(DEMO_API_KEY, DEMO_ACCESS_TOKEN, url=url, api_url=rest, ssl_context=context)
+            assert "NSE:INFY" in await broker.load_instruments()
+            with pytest.raises(ConnectError):  # without the CA: refused, the system does not trust it
+                async with open_kite_feed(DEMO_API_KEY, DEMO_ACCESS_TOKEN, url=url):
+                    pass
+        process.send_signal(signal.SIGINT)
+        with trio.fail_after(10):
+            assert await process.wait() == 130
+        assert not ca_file.parent.exists()  # the temporary directory goes with the simulator
+    finally:
+        await reap(process)
+
+
+async def test_sim_xts_tls_writes_the_ca_where_asked(tmp_path: Path) -> None:
+    wanted = tmp_path / "xts-ca.pem"
+    process = await trio.lowlevel.open_process(
+        [*CLI, "sim", "xts", "--tls", "--ca-file", str(wanted)], stdout=subprocess.PIPE
+    )
+    try:
+        assert process.stdout is not None
+        lines = Lines(process.stdout)
+        with trio.fail_after(30):
+            banner = [await lines.readline() for _ in range(6)]
+        assert banner[0].startswith("XTS simulator listening on https://127.0.0.1:")
+        root = banner[0].split()[-1]
+        assert banner[1].startswith(f"  log in at {root}/apimarketdata/auth/login ")
+        assert _ca_path(banner[2]) == wanted
+        assert "XtsBroker(..., ssl_context=" in banner[3]
+        context = ssl.create_default_context(cafile=str(wanted))
+        with trio.fail_after(10):
+            async with open_xts_feed(
+                DEMO_APP_KEY, DEMO_SECRET_KEY, root_url=root, logout_on_exit=False, ssl_context=context
+            ) as feed:
+                assert feed.connected
+        process.send_signal(signal.SIGINT)
+        with trio.fail_after(10):
+            assert await process.wait() == 130
+        assert wanted.exists()  # the user's file stays
+    finally:
+        await reap(process)
+
+
+async def test_demo_tls_runs_both_feeds_over_tls_and_exits_0() -> None:
+    with trio.fail_after(60):
+        result = await trio.run_process(
+            [
+                *CLI,
+                "demo",
+                "--tls",
+                "--broker",
+                "both",
+                "--duration",
+                "2",
+                "--symbols",
+                "NSE:INFY",
+                "--tick-interval",
+                "0.05",
+            ],
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+    out = result.stdout.decode()
+    assert result.returncode == 0, out + result.stderr.decode()
+    assert out.startswith("demo over TLS:")
+    assert "status=kite: connected · xts: connected" in out
+    finished = [line for line in out.splitlines() if line.startswith("demo finished:")]
+    assert int(finished[0].split()[2]) > 0
+
+
+def test_ca_file_without_tls_is_a_usage_error(
+    nothing_runs: list[str], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    for broker in ("kite", "xts"):
+        assert main(["sim", broker, "--ca-file", str(tmp_path / "ca.pem")]) == 2
+        line = _one_error_line(capsys.readouterr().err)
+        assert "--ca-file" in line
+        assert "--tls" in line
+    assert main(["demo", "--ca-file", "ca.pem"]) == 2  # the demo's CA never leaves the process
+    _one_error_line(capsys.readouterr().err)
+    assert nothing_runs == []
+    assert not (tmp_path / "ca.pem").exists()
+
+
+def test_a_ca_file_that_cannot_be_written_is_one_line_and_exit_1(
+    nothing_runs: list[str], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    target = tmp_path / "missing" / "ca.pem"
+    assert main(["sim", "kite", "--tls", "--ca-file", str(target)]) == 1
+    line = _one_error_line(capsys.readouterr().err)
+    assert str(target) in line
+    assert nothing_runs == []
+
+
+def test_tls_reaches_the_commands(nothing_runs: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[str, dict[str, object]] = {}
+
+    def spy(name: str) -> object:
+        async def job(*args: object, **kwargs: object) -> None:
+            seen[name] = kwargs
+
+        return job
+
+    for name in ("run_demo", "run_kite_sim", "run_xts_sim"):
+        monkeypatch.setattr(cli, name, spy(name))
+
+    def given(name: str, argument: str) -> object:
+        return seen.pop(name)[argument]
+
+    assert main(["demo", "--tls", "--duration", "1"]) == 0
+    assert isinstance(given("run_demo", "tls"), SimulatorTLS)
+    assert main(["demo", "--duration", "1"]) == 0
+    assert given("run_demo", "tls") is None
+    assert main(["sim", "xts"]) == 0
+    assert seen["run_xts_sim"]["ca_file"] is None
+    assert given("run_xts_sim", "tls") is None

@@ -1,6 +1,6 @@
 """The ``trading-ws`` command: ``demo`` (the library against its embedded simulators: ``--broker kite``,
 ``xts`` or ``both``) and ``sim kite`` / ``sim xts`` (run a simulator for other programs, such as the
-brokers' own clients).
+brokers' own clients). ``--tls`` runs either over ``wss://`` and ``https://`` with a throwaway CA.
 
 How it ends (docs/cli.md): 0 when done; 2 for bad arguments; 1 when the command fails at run time (a port
 in use); 130 on Ctrl-C; 141 when the reader of its output goes away (``trading-ws demo | head -2``), as a
@@ -11,14 +11,17 @@ traceback. Only an unexpected error (a bug) prints a traceback by default.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import math
 import os
 import shlex
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from functools import partial
+from pathlib import Path
 from typing import NoReturn
 
 import attrs
@@ -28,6 +31,7 @@ from ._errors import ConfigurationError, TradingWsError
 from ._model import Broker, Connected, Disconnected, Mode, Reconnecting, Resubscribed, Tick
 from ._scrub import scrub
 from ._transport import is_loopback_host
+from ._validate import check_instance
 from ._version import __version__
 from .brokers.kite import open_kite_feed
 from .brokers.xts import open_xts_feed
@@ -39,6 +43,7 @@ from .sim import (
     DEMO_USER_ID,
     Instrument,
     KiteSimulator,
+    SimulatorTLS,
     XtsSimulator,
     find_instrument,
 )
@@ -235,14 +240,17 @@ async def _stream_kite(
     mode: Mode,
     tick_interval: float,
     seed: int,
+    tls: SimulatorTLS | None,
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve the Kite simulator, connect the real Kite feed, subscribe, and feed the board (forever)."""
+    """Serve the Kite simulator, connect the real Kite feed, subscribe, and feed the board (forever).
+    With `tls`, over ``wss://``, the feed trusting that CA only."""
     simulator = KiteSimulator(tick_interval=tick_interval, seed=seed)
+    context = None if tls is None else tls.client_context()
     async with trio.open_nursery() as nursery:
-        url = await nursery.start(simulator.serve)
-        async with open_kite_feed(DEMO_API_KEY, DEMO_ACCESS_TOKEN, url=url) as feed:
+        url = await nursery.start(partial(simulator.serve, tls=tls))
+        async with open_kite_feed(DEMO_API_KEY, DEMO_ACCESS_TOKEN, url=url, ssl_context=context) as feed:
             await feed.subscribe([i.kite_token for i in instruments], mode)
             task_status.started()
             async for event in feed:
@@ -255,16 +263,20 @@ async def _stream_xts(
     mode: Mode,
     tick_interval: float,
     seed: int,
+    tls: SimulatorTLS | None,
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the XTS simulator, connect the real XTS feed (REST login + Socket.IO), subscribe, and feed
-    the board (forever)."""
+    the board (forever). With `tls`, over ``https://`` and ``wss://``, the feed trusting that CA only."""
     simulator = XtsSimulator(tick_interval=tick_interval, seed=seed)
+    context = None if tls is None else tls.client_context()
     async with trio.open_nursery() as nursery:
-        root = await nursery.start(simulator.serve)
+        root = await nursery.start(partial(simulator.serve, tls=tls))
         # No logout on exit: the simulator goes away with the demo.
-        async with open_xts_feed(DEMO_APP_KEY, DEMO_SECRET_KEY, root_url=root, logout_on_exit=False) as feed:
+        async with open_xts_feed(
+            DEMO_APP_KEY, DEMO_SECRET_KEY, root_url=root, logout_on_exit=False, ssl_context=context
+        ) as feed:
             await feed.subscribe([(i.xts_segment, i.xts_instrument_id) for i in instruments], mode)
             task_status.started()
             async for event in feed:
@@ -280,21 +292,25 @@ async def run_demo(
     seed: int,
     live: bool,
     broker: str = "kite",
+    tls: SimulatorTLS | None = None,
 ) -> int:
     """Run the demo: start the simulator(s) on loopback ports, connect the real feed(s), show ticks.
 
-    `broker` is ``"kite"``, ``"xts"`` or ``"both"`` (one row per symbol and broker). Blocks until
-    `duration` seconds have passed (or forever), then returns the number of ticks seen.
+    `broker` is ``"kite"``, ``"xts"`` or ``"both"`` (one row per symbol and broker). With `tls` the
+    simulators serve ``wss://`` and ``https://`` with its certificate and the feeds trust its CA only.
+    Blocks until `duration` seconds have passed (or forever), then returns the number of ticks seen.
 
     Raises:
         KeyError: a symbol is not in the simulators' universe.
-        ConfigurationError: (a ValueError) an unknown broker, or a `duration` that is neither None nor a
-            positive number of seconds (the simulators refuse a bad `tick_interval` the same way).
+        ConfigurationError: (a ValueError) an unknown broker, a `duration` that is neither None nor a
+            positive number of seconds (the simulators refuse a bad `tick_interval` the same way), or a
+            `tls` that is not a SimulatorTLS.
     """
     if broker not in DEMO_BROKERS:
         raise ConfigurationError(f"broker must be one of {DEMO_BROKERS}, got {broker!r}")
     if duration is not None and not duration > 0:  # NaN fails too
         raise ConfigurationError(f"duration must be a positive number of seconds or None, got {duration!r}")
+    check_instance("tls", tls, SimulatorTLS, optional=True)
     brokers = ("kite", "xts") if broker == "both" else (broker,)
     instruments = [find_instrument(symbol) for symbol in symbols]
     rows: dict[Hashable, _Row] = {}
@@ -302,12 +318,17 @@ async def run_demo(
         for i in instruments:
             label = i.symbol if len(brokers) == 1 else f"{i.symbol} ({name})"
             rows[_instrument_key(name, i)] = _Row(label, window_start=time.monotonic())
-    board = _Board(rows, dict.fromkeys(brokers, "connecting"), _TITLES[brokers])
+    title = _TITLES[brokers] + (" over TLS" if tls is not None else "")
+    board = _Board(rows, dict.fromkeys(brokers, "connecting"), title)
     streams = {"kite": _stream_kite, "xts": _stream_xts}
+    if tls is not None and not live:
+        _say(
+            "demo over TLS: the simulators serve wss:// and https://, the feeds verify against a throwaway CA"
+        )
     with trio.move_on_after(duration if duration is not None else float("inf")):
         async with trio.open_nursery() as nursery:
             for name in brokers:
-                await nursery.start(streams[name], board, instruments, mode, tick_interval, seed)
+                await nursery.start(streams[name], board, instruments, mode, tick_interval, seed, tls)
             nursery.start_soon(_render, board, live, 0.25)
     if not live:
         _say(f"demo finished: {board.total} ticks")
@@ -360,10 +381,13 @@ async def run_kite_sim(
     *,
     rest_port: int = 0,
     allow_non_loopback: bool = False,
+    tls: SimulatorTLS | None = None,
+    ca_file: Path | None = None,
 ) -> None:
     """Serve the Kite simulator until cancelled, printing its URLs and the credentials it accepts once it
     listens: the ticker on `port`, the REST instrument master on `rest_port` (0: a free port) of the
-    same host.
+    same host. With `tls`, ``wss://`` and ``https://`` with its certificate; `ca_file` (where the caller
+    wrote the CA) is then printed with how to trust it.
 
     Raises:
         ConfigurationError: a bad argument (a non-loopback host without `allow_non_loopback`...).
@@ -372,13 +396,18 @@ async def run_kite_sim(
     """
     simulator = KiteSimulator(api_key=api_key, access_token=access_token, tick_interval=tick_interval)
     async with trio.open_nursery() as nursery:
-        serve = partial(simulator.serve, host, port, allow_non_loopback=allow_non_loopback)
+        serve = partial(simulator.serve, host, port, allow_non_loopback=allow_non_loopback, tls=tls)
         url = await _listen(nursery, serve, "Kite ticker", host, port)
-        serve_rest = partial(simulator.serve_rest, host, rest_port, allow_non_loopback=allow_non_loopback)
+        serve_rest = partial(
+            simulator.serve_rest, host, rest_port, allow_non_loopback=allow_non_loopback, tls=tls
+        )
         rest = await _listen(nursery, serve_rest, "Kite REST instrument master", host, rest_port)
         _say(f"Kite simulator listening on {url}")
         _say(f"  connect with: api_key={api_key} access_token={access_token}")
         _say(f"  instrument master: GET {rest}/instruments (KiteBroker(api_url={rest!r}))")
+        if ca_file is not None:
+            auth = shlex.quote(f"Authorization: token {api_key}:{access_token}")
+            _say_trust(ca_file, f"--compressed -H {auth} {rest}/instruments/NSE", "KiteBroker")
         _warn_if_exposed(host)
 
 
@@ -390,9 +419,12 @@ async def run_xts_sim(
     tick_interval: float,
     *,
     allow_non_loopback: bool = False,
+    tls: SimulatorTLS | None = None,
+    ca_file: Path | None = None,
 ) -> None:
     """Serve the XTS simulator (REST and Socket.IO on one port) until cancelled, printing its root URL and
-    the credentials it accepts once it listens.
+    the credentials it accepts once it listens. With `tls`, ``https://`` (and a ``wss://`` socket) with
+    its certificate; `ca_file` (where the caller wrote the CA) is then printed with how to trust it.
 
     Raises:
         ConfigurationError: a bad argument (a non-loopback host without `allow_non_loopback`...).
@@ -401,14 +433,27 @@ async def run_xts_sim(
     """
     simulator = XtsSimulator(app_key=app_key, secret_key=secret_key, tick_interval=tick_interval)
     async with trio.open_nursery() as nursery:
-        serve = partial(simulator.serve, host, port, allow_non_loopback=allow_non_loopback)
+        serve = partial(simulator.serve, host, port, allow_non_loopback=allow_non_loopback, tls=tls)
         root = await _listen(nursery, serve, "XTS simulator", host, port)
         _say(f"XTS simulator listening on {root}")
         _say(
             f"  log in at {root}/apimarketdata/auth/login with appKey={app_key} secretKey={secret_key} "
             f"(user {simulator.user_id})"
         )
+        if ca_file is not None:
+            form = shlex.quote(f"appKey={app_key}&secretKey={secret_key}")
+            _say_trust(ca_file, f"-d {form} {root}/apimarketdata/auth/login", "XtsBroker")
         _warn_if_exposed(host)
+
+
+def _say_trust(ca_file: Path, curl_arguments: str, broker: str) -> None:
+    """The TLS lines of a simulator's banner: where the CA is and how to trust it (in Python, with curl
+    given `curl_arguments`, and for other OpenSSL programs)."""
+    path = str(ca_file)
+    _say(f"  TLS: a throwaway CA made for this run signed the certificate; the CA certificate: {path}")
+    _say(f"  trust it in Python: {broker}(..., ssl_context=ssl.create_default_context(cafile={path!r}))")
+    _say(f"  trust it with curl: curl --cacert {shlex.quote(path)} {curl_arguments}")
+    _say(f"  trust it elsewhere: SSL_CERT_FILE={shlex.quote(path)} (OpenSSL programs)")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -506,6 +551,12 @@ def _parser() -> argparse.ArgumentParser:
         default="kite",
         help="which simulator and feed; both: side by side (default: %(default)s)",
     )
+    demo.add_argument(
+        "--tls",
+        action="store_true",
+        help="run over wss:// and https://, the feeds verifying the simulators' certificate against a "
+        "throwaway CA",
+    )
 
     sim = commands.add_parser("sim", parents=[common], help="run a broker simulator on a loopback port")
     brokers = sim.add_subparsers(dest="broker", required=True, metavar="{kite,xts}")
@@ -529,6 +580,7 @@ def _parser() -> argparse.ArgumentParser:
         "--access-token", default=DEMO_ACCESS_TOKEN, help="the access_token it accepts (default: %(default)s)"
     )
     _tick_interval_argument(kite)
+    _tls_arguments(kite, "wss:// and https://")
     xts = brokers.add_parser(
         "xts",
         parents=[common],
@@ -542,6 +594,7 @@ def _parser() -> argparse.ArgumentParser:
         "--secret-key", default=DEMO_SECRET_KEY, help="the secretKey it accepts (default: %(default)s)"
     )
     _tick_interval_argument(xts)
+    _tls_arguments(xts, "https:// (and the socket on wss://)")
     return parser
 
 
@@ -562,6 +615,22 @@ def _listen_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _tls_arguments(parser: argparse.ArgumentParser, secure: str) -> None:
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        help=f"serve {secure} with a certificate for localhost, 127.0.0.1 and ::1 from a throwaway CA made "
+        "for this run",
+    )
+    parser.add_argument(
+        "--ca-file",
+        metavar="PATH",
+        default=None,
+        help="with --tls: write the CA's certificate (PEM) to PATH, for clients to trust (default: ca.pem "
+        "in a fresh temporary directory, removed when the simulator stops)",
+    )
+
+
 def _tick_interval_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tick-interval",
@@ -579,6 +648,8 @@ def _sim_argument_error(args: argparse.Namespace) -> str | None:
             f"argument --host: {args.host!r} is not a loopback address; pass --allow-non-loopback to expose "
             "the simulator on the network"
         )
+    if args.ca_file is not None and not args.tls:
+        return "argument --ca-file: only with --tls (without it there is no CA)"
     if args.broker == "kite" and args.port != 0 and args.port == args.rest_port:
         return f"--port and --rest-port are both {args.port}: the ticker and the REST master need two ports"
     return None
@@ -645,8 +716,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exit_.code if isinstance(exit_.code, int) else 0
     if args.verbose:
         logging.basicConfig(level=logging.DEBUG, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    job: Callable[[], Awaitable[object]]
-    if args.command == "demo":
+    if args.command == "sim":
+        usage_error = _sim_argument_error(args)
+        if usage_error is not None:
+            print(
+                f"trading-ws: error: {usage_error}; see 'trading-ws sim {args.broker} --help'",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+    elif args.command == "demo":
         try:
             symbols = [find_instrument(s).symbol for s in args.symbols]
         except KeyError as exc:
@@ -655,26 +733,34 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return EXIT_USAGE
-        live = sys.stdout.isatty() and not args.plain
-        job = partial(
-            run_demo,
-            symbols,
-            mode=Mode(args.mode),
-            duration=args.duration,
-            tick_interval=args.tick_interval,
-            seed=args.seed,
-            live=live,
-            broker=args.broker,
-        )
-    else:
-        usage_error = _sim_argument_error(args)
-        if usage_error is not None:
-            print(
-                f"trading-ws: error: {usage_error}; see 'trading-ws sim {args.broker} --help'",
-                file=sys.stderr,
+    # The CA file in a temporary directory lives as long as the command: removed on the way out.
+    with contextlib.ExitStack() as cleanup:
+        tls = SimulatorTLS() if args.tls else None
+        ca_file: Path | None = None
+        if tls is not None and args.command == "sim":
+            try:
+                ca_file = _write_ca(tls, args.ca_file, cleanup)
+            except OSError as exc:
+                reason = exc.strerror or str(exc) or type(exc).__name__
+                print(
+                    f"trading-ws: error: cannot write the CA certificate to {args.ca_file}: {reason}",
+                    file=sys.stderr,
+                )
+                return EXIT_FAILURE
+        job: Callable[[], Awaitable[object]]
+        if args.command == "demo":
+            job = partial(
+                run_demo,
+                symbols,
+                mode=Mode(args.mode),
+                duration=args.duration,
+                tick_interval=args.tick_interval,
+                seed=args.seed,
+                live=sys.stdout.isatty() and not args.plain,
+                broker=args.broker,
+                tls=tls,
             )
-            return EXIT_USAGE
-        if args.broker == "xts":
+        elif args.broker == "xts":
             job = partial(
                 run_xts_sim,
                 args.host,
@@ -683,6 +769,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.secret_key,
                 args.tick_interval,
                 allow_non_loopback=args.allow_non_loopback,
+                tls=tls,
+                ca_file=ca_file,
             )
         else:
             job = partial(
@@ -694,16 +782,31 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.tick_interval,
                 rest_port=args.rest_port,
                 allow_non_loopback=args.allow_non_loopback,
+                tls=tls,
+                ca_file=ca_file,
             )
-    try:
-        # Ctrl-C is delivered at a checkpoint of the main task, never inside a library task's bookkeeping.
-        trio.run(job, restrict_keyboard_interrupt_to_checkpoints=True)
-    except (Exception, KeyboardInterrupt, BaseExceptionGroup) as error:
-        code = _exit_code(error)
-        if code is None:
-            raise
-        return code
+        try:
+            # Ctrl-C is delivered at a checkpoint of the main task, never inside a library task's bookkeeping.
+            trio.run(job, restrict_keyboard_interrupt_to_checkpoints=True)
+        except (Exception, KeyboardInterrupt, BaseExceptionGroup) as error:
+            code = _exit_code(error)
+            if code is None:
+                raise
+            return code
     return 0
+
+
+def _write_ca(tls: SimulatorTLS, path: str | None, cleanup: contextlib.ExitStack) -> Path:
+    """Write `tls`'s CA certificate to `path`, or to ``ca.pem`` in a fresh private temporary directory
+    that `cleanup` removes; return the absolute path written.
+
+    Raises:
+        OSError: the file cannot be written.
+    """
+    if path is None:
+        directory = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="trading-ws-tls-"))
+        return tls.write_ca(Path(directory) / "ca.pem")
+    return tls.write_ca(Path(path).absolute())
 
 
 if __name__ == "__main__":  # pragma: no cover
