@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 import trio
+import trio.testing
 import trio_websocket
 
 from trading_ws import ConfigurationError, Tick
@@ -241,6 +242,25 @@ async def test_kite_plain_ws_to_the_wss_port_is_dropped_and_the_server_serves_on
             await ws.ping()
         assert sim.statistics().handshakes_accepted == 1
     assert any("TLS handshake failed" in r.getMessage() for r in caplog.records)
+    _no_tracebacks(caplog)
+
+
+@pytest.mark.parametrize("kind", ["kite", "kite-rest", "xts"])
+async def test_a_client_that_never_finishes_its_handshake_is_dropped(
+    kind: str,
+    tls: SimulatorTLS,
+    nursery: trio.Nursery,
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="trading_ws.sim")
+    url = await _start(kind, nursery, tls)
+    async with await trio.open_tcp_stream(*_address(url)) as stream:
+        with trio.fail_after(15):  # virtual seconds: the server gives up after 10
+            assert await stream.receive_some() == b""  # it closed the connection, never answered
+    if kind != "xts":  # hypercorn drops it without a word
+        assert any("TLS handshake failed (timed out)" in r.getMessage() for r in caplog.records)
+    assert await _handshake(url, tls.client_context())  # and it serves on
     _no_tracebacks(caplog)
 
 
