@@ -630,6 +630,17 @@ def test_a_ca_file_that_cannot_be_written_is_one_line_and_exit_1(
     assert nothing_runs == []
 
 
+def test_a_ca_file_never_replaces_a_file_that_is_not_a_certificate(
+    nothing_runs: list[str], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    precious = tmp_path / "config"
+    precious.write_text("precious\n")
+    assert main(["sim", "xts", "--tls", "--ca-file", str(precious)]) == 1
+    assert "not a PEM certificate" in _one_error_line(capsys.readouterr().err)
+    assert precious.read_text() == "precious\n"
+    assert nothing_runs == []
+
+
 def test_tls_reaches_the_commands(nothing_runs: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     seen: dict[str, dict[str, object]] = {}
 

@@ -10,6 +10,7 @@ import pytest
 import trio
 
 from trading_ws import (
+    ConfigurationError,
     KiteBroker,
     Mode,
     Tick,
@@ -126,3 +127,29 @@ async def test_without_the_ca_every_surface_fails_at_once(kite: tuple[str, str],
         async with open_xts_feed(DEMO_APP_KEY, DEMO_SECRET_KEY, root_url=xts):
             pytest.fail("untrusted")
     assert trio.current_time() - start < 3
+
+
+def _unverifying(what: str) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    if what == "CERT_NONE":
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+@pytest.mark.parametrize("what", ["CERT_NONE", "check_hostname=False"])
+async def test_a_context_that_does_not_verify_is_refused(what: str, kite: tuple[str, str], xts: str) -> None:
+    """Verification is always on: a context that would accept any certificate (and so hand the access
+    token to whoever answers) is refused up front, on every entry point, before anything connects."""
+    url, rest = kite
+    context = _unverifying(what)
+    with pytest.raises(ConfigurationError, match="must verify"):
+        KiteBroker(DEMO_API_KEY, DEMO_ACCESS_TOKEN, url=url, api_url=rest, ssl_context=context)
+    with pytest.raises(ConfigurationError, match="must verify"):
+        XtsBroker(DEMO_APP_KEY, DEMO_SECRET_KEY, root_url=xts, ssl_context=context)
+    with pytest.raises(ConfigurationError, match="must verify"):
+        async with open_kite_feed(DEMO_API_KEY, DEMO_ACCESS_TOKEN, url=url, ssl_context=context):
+            pytest.fail("refused")
+    with pytest.raises(ConfigurationError, match="must verify"):
+        async with open_xts_feed(DEMO_APP_KEY, DEMO_SECRET_KEY, root_url=xts, ssl_context=context):
+            pytest.fail("refused")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
+import ssl
 from typing import Any, Final
 from urllib.parse import SplitResult, urlsplit
 
@@ -23,6 +24,7 @@ __all__ = [
     "check_label",
     "check_master_source",
     "check_seconds",
+    "check_ssl_context",
     "check_token_text",
     "check_url",
     "is_loopback_host",
@@ -247,3 +249,23 @@ def check_url(name: str, value: object, *, secure: str, plain: str, allow_insecu
             f"(use {secure}://, or pass allow_insecure=True)"
         )
     return parts
+
+
+def check_ssl_context(name: str, value: object) -> None:
+    """None, or an `ssl.SSLContext` that verifies: certificates required and host names checked. The
+    library never talks to a broker it cannot authenticate (it would hand it the credentials), so a
+    context with verification turned off is refused rather than used.
+
+    Raises:
+        ConfigurationError: not a context, or one with ``verify_mode=CERT_NONE`` (or ``CERT_OPTIONAL``)
+            or ``check_hostname=False``.
+    """
+    check_instance(name, value, ssl.SSLContext, optional=True)
+    if isinstance(value, ssl.SSLContext) and (
+        value.verify_mode != ssl.CERT_REQUIRED or not value.check_hostname
+    ):
+        raise ConfigurationError(
+            f"{name} must verify certificates and host names (verify_mode=CERT_REQUIRED, "
+            "check_hostname=True): to trust a private CA, load it into the context instead "
+            "(context.load_verify_locations(cafile=...))"
+        )

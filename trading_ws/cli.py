@@ -626,8 +626,9 @@ def _tls_arguments(parser: argparse.ArgumentParser, secure: str) -> None:
         "--ca-file",
         metavar="PATH",
         default=None,
-        help="with --tls: write the CA's certificate (PEM) to PATH, for clients to trust (default: ca.pem "
-        "in a fresh temporary directory, removed when the simulator stops)",
+        help="with --tls: write the CA's certificate (PEM) to PATH, for clients to trust; an existing file "
+        "is replaced only if it holds a PEM certificate (default: ca.pem in a fresh temporary directory, "
+        "removed when the simulator stops)",
     )
 
 
@@ -806,7 +807,19 @@ def _write_ca(tls: SimulatorTLS, path: str | None, cleanup: contextlib.ExitStack
     if path is None:
         directory = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="trading-ws-tls-"))
         return tls.write_ca(Path(directory) / "ca.pem")
-    return tls.write_ca(Path(path).absolute())
+    target = Path(path).absolute()
+    if target.exists() and not _holds_a_certificate(target):
+        # A typo must not destroy a file: only an earlier CA (a PEM certificate) is replaced.
+        raise FileExistsError(f"{target} exists and is not a PEM certificate: not replacing it")
+    return tls.write_ca(target)
+
+
+def _holds_a_certificate(path: Path) -> bool:
+    try:
+        with path.open("rb") as file:
+            return file.read(64).startswith(b"-----BEGIN CERTIFICATE-----")
+    except OSError:
+        return False
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -27,6 +27,7 @@ from ..._validate import (
     check_label,
     check_master_source,
     check_seconds,
+    check_ssl_context,
     check_url,
 )
 from ..._version import __version__
@@ -151,7 +152,7 @@ class KiteBroker:
         check_int("max_instruments_per_connection", self.max_instruments_per_connection, 1, 65535)
         check_int("max_connections", self.max_connections, 1, 64)
         check_label("name", self.name)
-        check_instance("ssl_context", self.ssl_context, ssl.SSLContext, optional=True)
+        check_ssl_context("ssl_context", self.ssl_context)
 
     @property
     def broker(self) -> Broker:

@@ -40,6 +40,7 @@ from ..._validate import (
     check_instance,
     check_int,
     check_seconds,
+    check_ssl_context,
 )
 from ..._version import __version__
 from .._queue import BatchFeed, Sink, run_feed
@@ -144,7 +145,7 @@ class KiteFeed(BatchFeed):
         check_instance("backoff", backoff, Backoff)
         check_callable("token_provider", token_provider)
         check_flag("allow_insecure", allow_insecure)
-        check_instance("ssl_context", ssl_context, ssl.SSLContext, optional=True)
+        check_ssl_context("ssl_context", ssl_context)
         check_instance("rng", rng, random.Random, optional=True)
         check_instance("rate_limiter", rate_limiter, TokenBucket, optional=True)
         check_callable("sink", sink)

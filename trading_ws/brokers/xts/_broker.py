@@ -24,6 +24,7 @@ from ..._validate import (
     check_label,
     check_master_source,
     check_seconds,
+    check_ssl_context,
 )
 from .._interface import BrokerFeed, InstrumentInfo
 from .._queue import Sink
@@ -213,7 +214,7 @@ class XtsBroker:
                 "of its subscriptions: max_connections must be 1"
             )
         check_label("name", self.name)
-        check_instance("ssl_context", self.ssl_context, ssl.SSLContext, optional=True)
+        check_ssl_context("ssl_context", self.ssl_context)
 
     @property
     def broker(self) -> Broker:

@@ -55,7 +55,14 @@ from ..._model import (
 from ..._ratelimit import TokenBucket
 from ..._scrub import EVENT_TEXT_LIMIT, scrub, scrub_event
 from ..._transport import open_service_nursery, open_ws
-from ..._validate import check_callable, check_flag, check_instance, check_int, check_seconds
+from ..._validate import (
+    check_callable,
+    check_flag,
+    check_instance,
+    check_int,
+    check_seconds,
+    check_ssl_context,
+)
 from ..._version import __version__
 from .._queue import BatchFeed, Sink, run_feed
 from .._reconnect import ConnectionLost, provider_failed
@@ -226,7 +233,7 @@ class XtsFeed(BatchFeed):
         check_int("connection_id", connection_id, 0)
         check_instance("backoff", backoff, Backoff)
         check_callable("credentials_provider", credentials_provider)
-        check_instance("ssl_context", ssl_context, ssl.SSLContext, optional=True)
+        check_ssl_context("ssl_context", ssl_context)
         check_instance("rng", rng, random.Random, optional=True)
         check_instance("rate_limiter", rate_limiter, TokenBucket, optional=True)
         check_callable("sink", sink)

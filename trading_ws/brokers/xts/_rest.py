@@ -77,6 +77,7 @@ from ..._validate import (
     check_instance,
     check_int,
     check_seconds,
+    check_ssl_context,
     check_token_text,
     check_url,
 )
@@ -348,7 +349,7 @@ class XtsSession:
         check_credential("app_key", app_key)
         check_credential("secret_key", secret_key)
         self.endpoints = parse_root_url(root_url, api_path=api_path, allow_insecure=allow_insecure)
-        check_instance("ssl_context", ssl_context, ssl.SSLContext, optional=True)
+        check_ssl_context("ssl_context", ssl_context)
         self._timeout = check_seconds("timeout", timeout)
         self._default_cap = check_int("max_subscriptions", max_subscriptions, 1, 65535)
         self._source = check_token_text("source", source)
