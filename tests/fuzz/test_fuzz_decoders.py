@@ -727,7 +727,7 @@ def instruments(draw: st.DrawFn) -> XtsInstrument:
     common: dict[str, Any] = {
         "segment": segment,
         "segment_id": SEGMENT_IDS[segment],
-        "instrument_id": draw(st.integers(0, 2**53)),
+        "instrument_id": draw(st.integers(1, 2**53)),  # the parser refuses 0 (no instrument has it)
         "instrument_type": draw(st.sampled_from([1, 2, 4, 8, 16, 256])),
         "name": draw(master_texts),
         "description": draw(master_texts),
