@@ -14,7 +14,7 @@ import re
 import ssl
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
-from typing import NoReturn, cast
+from typing import NoReturn, TypeVar, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import attrs
@@ -191,9 +191,16 @@ def tls_failure(error: ssl.SSLError, where: str, scrub: Scrub | None = None, *, 
     reason = tls_reason(error)
     if scrub is not None:
         reason = scrub(reason)
-    mapped = TLSError(f"{prefix}TLS with {where} failed: {reason}")
-    if _describe(error, scrub)[1]:
-        mapped.__cause__ = error
+    return _caused_by(TLSError(f"{prefix}TLS with {where} failed: {reason}"), error, scrub)
+
+
+_Mapped = TypeVar("_Mapped", bound=ConnectError)
+
+
+def _caused_by(mapped: _Mapped, exc: BaseException, scrub: Scrub | None) -> _Mapped:
+    """`mapped` with `exc` as its ``__cause__`` when the text of `exc` is safe (no secret), else none."""
+    if _describe(exc, scrub)[1]:
+        mapped.__cause__ = exc
     else:
         mapped.__suppress_context__ = True
     return mapped
@@ -234,11 +241,7 @@ def _map_error(
         else:
             # h11/wsproto protocol errors on a malformed answer, and anything else: a failed attempt.
             mapped = ConnectError(f"connection to {endpoint.host}:{endpoint.port} failed: {text}")
-    if _describe(exc, scrub)[1]:
-        mapped.__cause__ = exc
-    else:
-        mapped.__suppress_context__ = True
-    return mapped
+    return _caused_by(mapped, exc, scrub)
 
 
 @asynccontextmanager
