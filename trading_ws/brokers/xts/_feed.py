@@ -611,7 +611,16 @@ class XtsFeed(BatchFeed):
                 if logout and session.token is not None:
                     nursery.start_soon(log_out)
 
-    async def _renew(self) -> None:
+    # The Connector protocol (see `supervise`)
+
+    def _can_renew(self, error: AuthenticationError) -> bool:
+        # A refused token is answered by a new login (with the same keys, or the provider's); a refused
+        # login only with a provider; the server's logout never (another login took the session).
+        return isinstance(error, InvalidTokenError) or (
+            isinstance(error, LoginRefusedError) and self._provider is not None
+        )
+
+    async def _renew_credentials(self) -> None:
         """Take fresh keys from the provider (if any) and make the next connection log in.
 
         Raises:
@@ -630,18 +639,6 @@ class XtsFeed(BatchFeed):
                 raise failure from failure.__cause__
             self._remember(secret_key)
         self._session.invalidate()
-
-    # The Connector protocol (see `supervise`)
-
-    def _can_renew(self, error: AuthenticationError) -> bool:
-        # A refused token is answered by a new login (with the same keys, or the provider's); a refused
-        # login only with a provider; the server's logout never (another login took the session).
-        return isinstance(error, InvalidTokenError) or (
-            isinstance(error, LoginRefusedError) and self._provider is not None
-        )
-
-    async def _renew_credentials(self) -> None:
-        await self._renew()
 
     def _scrub(self, text: str) -> str:
         return scrub(text, self._session._secrets())
