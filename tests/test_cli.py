@@ -32,6 +32,8 @@ from trading_ws import (
     Tick,
     cli,
 )
+from trading_ws._cli._demo import Row, columns
+from trading_ws._cli._sim import warn_if_exposed
 from trading_ws.brokers.kite import open_kite_feed
 from trading_ws.brokers.xts import open_xts_feed
 from trading_ws.cli import main
@@ -226,12 +228,12 @@ def test_allow_non_loopback_is_an_explicit_flag(
 
 
 def test_a_simulator_on_the_network_is_announced_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
-    cli._warn_if_exposed("0.0.0.0")
+    warn_if_exposed("0.0.0.0")
     out, err = capsys.readouterr()
     assert out == ""
     assert err.startswith("trading-ws: warning: the simulator listens on 0.0.0.0, reachable from the network")
     for host in ("127.0.0.1", "127.0.0.2", "localhost", "::1"):
-        cli._warn_if_exposed(host)
+        warn_if_exposed(host)
     assert capsys.readouterr() == ("", "")
 
 
@@ -478,7 +480,7 @@ def test_the_board_shows_no_volume_or_book_for_an_index() -> None:
     """XTS sends zeros for an index's quantities and touchline book; the demo shows '-' as for Kite."""
     book = Depth([DepthLevel(0.0, 0, 0)], [DepthLevel(0.0, 0, 0)])
     index = Tick(Broker.XTS, 26000, Mode.QUOTE, False, 22386.0, 0, 22386.0, 0, 0, 0, depth=book, segment=1)
-    assert cli._columns(cli._Row("NSE:NIFTY 50", index)) == (
+    assert columns(Row("NSE:NIFTY 50", index)) == (
         "NSE:NIFTY 50",
         "22,386.00",
         "-",
@@ -491,7 +493,7 @@ def test_the_board_shows_no_volume_or_book_for_an_index() -> None:
     stock = Tick(
         Broker.XTS, 1594, Mode.QUOTE, True, 1561.35, 1, None, 56774, depth=book, change=0.5, segment=1
     )
-    assert cli._columns(cli._Row("NSE:INFY", stock)) == (
+    assert columns(Row("NSE:INFY", stock)) == (
         "NSE:INFY",
         "1,561.35",
         "+0.50%",
@@ -663,3 +665,162 @@ def test_tls_reaches_the_commands(nothing_runs: list[str], monkeypatch: pytest.M
     assert main(["sim", "xts"]) == 0
     assert seen["run_xts_sim"]["ca_file"] is None
     assert given("run_xts_sim", "tls") is None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Extras: the simulators need [sim], the live table [cli] (pyproject.toml). A module set to None in
+# sys.modules is one that cannot be imported: what a core install (`pip install trading-ws`) looks like.
+
+SIM_MODULES = ("hypercorn", "trustme")
+COMMANDS = (
+    ["demo"],
+    ["demo", "--broker", "xts", "--duration", "1"],
+    ["demo", "--tls", "--symbols", "NSE:INFY"],
+    ["sim", "kite"],
+    ["sim", "kite", "--tls"],
+    ["sim", "xts", "--port", "0"],
+)
+
+
+def _without(monkeypatch: pytest.MonkeyPatch, *modules: str) -> None:
+    """Make `modules` unimportable for the rest of the test, as if their extra were not installed."""
+    for name in modules:
+        monkeypatch.setitem(sys.modules, name, None)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    argv=st.sampled_from(COMMANDS),
+    missing=st.sets(st.sampled_from(SIM_MODULES), min_size=1).map(sorted),
+)
+def test_a_command_without_the_sim_extra_names_it_and_exits_2(
+    argv: list[str],
+    missing: list[str],
+    nothing_runs: list[str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        _without(monkeypatch, *missing)
+        assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    line = _one_error_line(err)
+    command = "demo" if argv[0] == "demo" else f"sim {argv[1]}"
+    assert line == (
+        f"trading-ws: error: 'trading-ws {command}' runs the simulators, which need the [sim] extra (not "
+        f"installed: {', '.join(missing)}): pip install 'trading-ws[sim]' (from a checkout: pip install -e "
+        "'.[sim]')"
+    )
+    assert nothing_runs == []
+
+
+def test_a_usage_error_without_the_sim_extra_is_still_a_usage_error(
+    nothing_runs: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _without(monkeypatch, *SIM_MODULES)
+    assert main(["demo", "--duration", "-1"]) == 2
+    assert "--duration" in _one_error_line(capsys.readouterr().err)
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("trading-ws ")
+    assert nothing_runs == []
+
+
+def test_help_without_the_sim_extra_names_the_credentials_constants(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _without(monkeypatch, *SIM_MODULES)
+    assert main(["sim", "kite", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "(default: trading_ws.sim.DEMO_API_KEY)" in out
+    assert "(default: trading_ws.sim.DEMO_ACCESS_TOKEN)" in out
+    assert DEMO_API_KEY not in out
+    assert main(["sim", "xts", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "(user trading_ws.sim.DEMO_USER_ID)" in out
+    assert main(["--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "(needs the [sim] extra)" in out
+    assert "2 bad arguments or a missing extra" in out
+
+
+def test_the_credentials_the_sim_commands_pass_are_the_simulators_unless_given(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[tuple[object, ...]] = []
+
+    async def record(*args: object, **kwargs: object) -> None:
+        seen.append(args[2:4])
+
+    monkeypatch.setattr(cli, "run_kite_sim", record)
+    monkeypatch.setattr(cli, "run_xts_sim", record)
+    assert main(["sim", "kite"]) == 0
+    assert main(["sim", "kite", "--api-key", "k", "--access-token", "t"]) == 0
+    assert main(["sim", "xts"]) == 0
+    assert main(["sim", "xts", "--app-key", "a", "--secret-key", "s"]) == 0
+    assert seen == [
+        (DEMO_API_KEY, DEMO_ACCESS_TOKEN),
+        ("k", "t"),
+        (DEMO_APP_KEY, DEMO_SECRET_KEY),
+        ("a", "s"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("rich_installed", "plain", "live", "note"),
+    [
+        pytest.param(True, False, True, False, id="rich on a terminal: the table"),
+        pytest.param(True, True, False, False, id="rich, --plain: lines"),
+        pytest.param(False, False, False, True, id="no rich on a terminal: lines and a note"),
+        pytest.param(False, True, False, False, id="no rich, --plain: lines, no note"),
+    ],
+)
+def test_the_demo_without_the_cli_extra_prints_plain_lines_and_says_why(
+    rich_installed: bool,
+    plain: bool,
+    live: bool,
+    note: bool,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    seen: list[object] = []
+
+    async def record(*args: object, **kwargs: object) -> None:
+        seen.append(kwargs["live"])
+
+    monkeypatch.setattr(cli, "run_demo", record)
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    if not rich_installed:
+        _without(monkeypatch, "rich")
+    assert main(["demo", *(["--plain"] if plain else [])]) == 0
+    assert seen == [live]
+    err = capsys.readouterr().err
+    if note:
+        assert err == (
+            "trading-ws: note: the live table needs the [cli] extra (rich is not installed): printing plain "
+            "lines; pip install 'trading-ws[cli]' (from a checkout: pip install -e '.[cli]')\n"
+        )
+    else:
+        assert err == ""
+
+
+# A core install in miniature: the extras' modules cannot be imported in this child process.
+LEAN_CHILD = """
+import sys
+for name in ("rich", "hypercorn", "trustme"):
+    sys.modules[name] = None
+from trading_ws.cli import main
+print("exit", main(sys.argv[1:]))
+print("sim imported:", "trading_ws.sim" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize("argv", [["demo", "--duration", "1"], ["sim", "xts"], ["sim", "kite", "--tls"]])
+async def test_without_the_extras_the_command_fails_in_one_line_with_no_traceback(argv: list[str]) -> None:
+    with trio.fail_after(60):
+        result = await trio.run_process(
+            [sys.executable, "-c", LEAN_CHILD, *argv], capture_stdout=True, capture_stderr=True
+        )
+    assert result.stdout.decode().splitlines() == ["exit 2", "sim imported: False"]
+    line = _one_error_line(result.stderr.decode())
+    assert "need the [sim] extra (not installed: hypercorn, trustme)" in line
+    assert "pip install 'trading-ws[sim]'" in line
