@@ -2,17 +2,24 @@
 trio-websocket, wsproto, h11, TLS and the OS to ours, and a nursery that does not wrap a lone error in a
 group. (Secrets are scrubbed by `trading_ws._scrub`, whose log filter also covers trio-websocket.)
 
+The test seam is `Connect`: `open_ws` opens its byte stream with ``await connect(host, port)`` when given
+one (``trio.open_tcp_stream`` otherwise), and does everything above that stream itself (TLS, the
+WebSocket handshake, the error mapping). A test hands it one end of `trio.testing.memory_stream_pair` and
+serves the other end (``trio_websocket.wrap_server_stream``, or a scripted peer), so a feed runs with no
+socket at all, under ``autojump_clock``.
+
 No broker wire format is known here.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import math
 import re
 import ssl
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import NoReturn, TypeVar, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -23,6 +30,7 @@ import trio_websocket
 
 from ._errors import (
     AuthenticationError,
+    ConfigurationError,
     ConnectError,
     ConnectTimeout,
     RateLimitedError,
@@ -36,7 +44,9 @@ __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
     "MESSAGE_QUEUE_SIZE",
     "RECEIVE_BUFFER_SIZE",
+    "Connect",
     "WsEndpoint",
+    "check_connect",
     "client_context",
     "context_repr",
     "find_tls_error",
@@ -101,6 +111,57 @@ def parse_ws_url(url: str, *, allow_insecure: bool = False) -> WsEndpoint:
     hostname = parts.hostname or ""
     port = parts.port or (443 if tls else 80)
     return WsEndpoint(hostname, port, parts.path or "/", tls)
+
+
+Connect = Callable[[str, int], Awaitable[trio.abc.Stream]]
+"""How a connection's byte stream is opened: ``await connect(host, port)`` returns a connected
+`trio.abc.Stream` to that host and port (the URL's; the default is ``trio.open_tcp_stream``).
+
+The stream is the transport only: for ``wss://`` the library runs TLS over it itself (the handshake first,
+the certificate and host name verified against the feed's SSL context), then the WebSocket handshake. So a
+connector can tunnel (a SOCKS or HTTP CONNECT proxy), or, in tests, return one end of
+``trio.testing.memory_stream_pair()`` while the test serves the other end. Whatever it raises is one
+failed connection attempt, mapped like any other (`ConnectError`, `ConnectTimeout` past the feed's
+``connect_timeout``); it must honour cancellation."""
+
+
+def check_connect(name: str, value: object) -> None:
+    """A `Connect` argument: None (the default TCP connect) or a callable (an async function, as
+    documented; not called here). Does not block.
+
+    Raises:
+        ConfigurationError: otherwise.
+    """
+    if value is not None and not callable(value):
+        raise ConfigurationError(
+            f"{name} must be an async function (host, port) -> trio.abc.Stream, or None; "
+            f"got {type(value).__name__}"
+        )
+
+
+async def _open_stream(endpoint: WsEndpoint, connect: Connect | None) -> trio.abc.Stream:
+    """The transport stream to `endpoint`: `connect`'s, or a TCP connection.
+
+    Raises:
+        ConfigurationError: `connect` returned something that is not awaitable, or not a trio Stream.
+        Exception: whatever the connect raised (the caller maps it).
+    """
+    if connect is None:
+        return await trio.open_tcp_stream(endpoint.host, endpoint.port)
+    pending: object = connect(endpoint.host, endpoint.port)
+    if not inspect.isawaitable(pending):
+        if isinstance(pending, trio.abc.AsyncResource):
+            await trio.aclose_forcefully(pending)
+        raise ConfigurationError(
+            f"connect must be an async function returning a trio.abc.Stream; it returned "
+            f"{type(pending).__name__} (not awaitable)"
+        )
+    stream: object = await pending  # a careless connector's value, whatever its annotation says
+    if isinstance(stream, trio.abc.Stream):
+        return stream
+    if isinstance(stream, trio.abc.AsyncResource):
+        await trio.aclose_forcefully(stream)
+    raise ConfigurationError(f"connect returned {type(stream).__name__}, not a trio.abc.Stream")
 
 
 Scrub = Callable[[str], str]
@@ -255,12 +316,15 @@ async def open_ws(
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     ssl_context: ssl.SSLContext | None = None,
     scrub: Scrub | None = None,
+    connect: Connect | None = None,
 ) -> AsyncIterator[trio_websocket.WebSocketConnection]:
     """Open a tuned WebSocket for the duration of the block; its reader task lives inside.
 
-    TLS verification is on for ``wss://``: the default SSL context, or `ssl_context` (the library never
-    turns verification off). On exit the closing handshake gets `close_timeout` seconds (shielded), then
-    the socket is closed.
+    The byte stream comes from `connect` (see `Connect`; default: a TCP connection to the endpoint). TLS
+    verification is on for ``wss://``: the default SSL context, or `ssl_context` (the library never turns
+    verification off); the TLS handshake is completed before the WebSocket's, over whatever stream
+    `connect` gave. On exit the closing handshake gets `close_timeout` seconds (shielded), then the stream
+    is closed.
     Errors of the body pass through unchanged (not wrapped in a group). Every other `Exception` (from the
     connect, the handshake, or trio-websocket's reader task) is mapped to a `ConnectError` subclass, with
     the original as ``__cause__`` unless its text would show a secret (`scrub` names the secrets: text it
@@ -273,26 +337,28 @@ async def open_ws(
             that does not speak TLS): at once, the `ssl.SSLError` as ``__cause__``.
         ConnectTimeout: the TCP connect and handshake took longer than `connect_timeout`.
         ConnectError: anything else that stopped the connection (refused, reset, a malformed answer,
-            another HTTP status).
+            another HTTP status), `connect`'s own errors included.
+        ConfigurationError: `connect` returned something that is not awaitable, or not a trio Stream.
     """
-    stream: trio.SocketStream | trio.SSLStream[trio.SocketStream] | None = None
+    stream: trio.abc.Stream | None = None
     body_error: BaseException | None = None
     mapped: BaseException | None = None
     try:
         async with trio.open_nursery() as nursery:
             with trio.fail_after(connect_timeout):
+                stream = await _open_stream(endpoint, connect)
                 if endpoint.tls:
-                    stream = await trio.open_ssl_over_tcp_stream(
-                        endpoint.host,
-                        endpoint.port,
-                        ssl_context=client_context(ssl_context),
+                    # What trio.open_ssl_over_tcp_stream does, over whatever stream `connect` gave.
+                    tls = trio.SSLStream(
+                        stream,
+                        client_context(ssl_context),
+                        server_hostname=endpoint.host,
                         https_compatible=True,
                     )
+                    stream = tls
                     # At once, so that a certificate the client does not trust fails as itself (inside
                     # trio-websocket it would surface only as a handshake that never completes).
-                    await stream.do_handshake()
-                else:
-                    stream = await trio.open_tcp_stream(endpoint.host, endpoint.port)
+                    await tls.do_handshake()
                 default_port = 443 if endpoint.tls else 80
                 host_header = (
                     endpoint.host if endpoint.port == default_port else f"{endpoint.host}:{endpoint.port}"

@@ -32,7 +32,14 @@ from ..._errors import (
 from ..._model import Broker, Connected, Mode, Resubscribed, coerce_mode
 from ..._ratelimit import TokenBucket
 from ..._scrub import scrub, scrub_event
-from ..._transport import DEFAULT_MAX_MESSAGE_SIZE, open_ws, parse_ws_url, redact_url
+from ..._transport import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    Connect,
+    check_connect,
+    open_ws,
+    parse_ws_url,
+    redact_url,
+)
 from ..._validate import (
     check_callable,
     check_credential,
@@ -129,6 +136,7 @@ class KiteFeed(BatchFeed):
         rate_limiter: TokenBucket | None = None,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         sink: Sink | None = None,
+        connect: Connect | None = None,
     ) -> None:
         check_credential("api_key", api_key)
         check_credential("access_token", access_token)
@@ -149,6 +157,7 @@ class KiteFeed(BatchFeed):
         check_instance("rng", rng, random.Random, optional=True)
         check_instance("rate_limiter", rate_limiter, TokenBucket, optional=True)
         check_callable("sink", sink)
+        check_connect("connect", connect)
         self._endpoint = parse_ws_url(url, allow_insecure=allow_insecure)
         self._url = url
         self._api_key = api_key
@@ -161,6 +170,7 @@ class KiteFeed(BatchFeed):
         self._ssl_context = ssl_context
         self._limiter = rate_limiter
         self._max_message_size = max_message_size
+        self._connect = connect
         self._oversized = 0
         self._modes: dict[int, Mode] = {}
         self._conn_scope: trio.CancelScope | None = None
@@ -362,6 +372,7 @@ class KiteFeed(BatchFeed):
             max_message_size=self._max_message_size,
             ssl_context=self._ssl_context,
             scrub=self._scrub,
+            connect=self._connect,
         ) as ws:
             try:
                 with trio.CancelScope() as self._conn_scope:
@@ -459,6 +470,7 @@ async def open_kite_feed(
     rate_limiter: TokenBucket | None = None,
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     sink: Sink | None = None,
+    connect: Connect | None = None,
 ) -> AsyncIterator[KiteFeed]:
     """Open one Kite ticker connection and keep it alive until the block ends.
 
@@ -501,6 +513,14 @@ async def open_kite_feed(
             is called from the feed's reader task. For a consumer that never blocks, such as the manager's
             router: it spares one task hop per frame. It must not block. An exception it raises ends the
             hand-off: later batches are dropped and `receive_batch` raises that exception.
+        connect: how each connection's byte stream is opened (see `trading_ws._transport.Connect`): an
+            async function ``(host, port) -> trio.abc.Stream``, called once per attempt with the URL's host
+            and port; default None, a TCP connection. The feed does everything above that stream itself:
+            TLS for ``wss://`` (handshake first, verified with `ssl_context`), the WebSocket handshake, the
+            error mapping, the scrubbing of secrets. The test seam: return one end of
+            ``trio.testing.memory_stream_pair()`` and serve the other (``trio_websocket.wrap_server_stream``
+            then ``request.accept()``, or a scripted peer), and the feed runs with no socket, under
+            ``autojump_clock``.
 
     After the first connection, every failure is a failed attempt (backoff, then a new one), whatever
     raised it — a refused or malformed handshake, a reset, a TLS error, a silent broker — except refused
@@ -514,7 +534,8 @@ async def open_kite_feed(
         ConnectTimeout, ConnectError: the first connection could not be made (a malformed handshake
             answer included); the cause is kept as ``__cause__``.
         ConfigurationError: invalid arguments (a non-loopback ``ws://`` URL, empty credentials, a
-            duration that is not a positive finite number...).
+            duration that is not a positive finite number, a `connect` that is not callable, or one that
+            returned something other than a trio Stream on the first connection).
     """
     feed = KiteFeed(
         api_key=api_key,
@@ -534,6 +555,7 @@ async def open_kite_feed(
         rate_limiter=rate_limiter,
         max_message_size=max_message_size,
         sink=sink,
+        connect=connect,
     )
     feed._remember(access_token)
     async with run_feed(feed) as running:

@@ -27,6 +27,7 @@ from typing import Any, Final, NoReturn
 from urllib.parse import urlencode
 
 import attrs
+import httpx
 import trio
 import trio_websocket
 
@@ -54,7 +55,7 @@ from ..._model import (
 )
 from ..._ratelimit import TokenBucket
 from ..._scrub import EVENT_TEXT_LIMIT, scrub, scrub_event
-from ..._transport import open_service_nursery, open_ws
+from ..._transport import Connect, check_connect, open_service_nursery, open_ws
 from ..._validate import (
     check_callable,
     check_flag,
@@ -219,6 +220,7 @@ class XtsFeed(BatchFeed):
         connection_id: int,
         rate_limiter: TokenBucket | None,
         sink: Sink | None = None,
+        connect: Connect | None = None,
     ) -> None:
         mode = BROADCAST_MODES.get(str(broadcast_mode).lower())
         if mode is None:
@@ -237,6 +239,7 @@ class XtsFeed(BatchFeed):
         check_instance("rng", rng, random.Random, optional=True)
         check_instance("rate_limiter", rate_limiter, TokenBucket, optional=True)
         check_callable("sink", sink)
+        check_connect("connect", connect)
         self._session = session
         self._broadcast_mode = mode
         self._flavour = flavour
@@ -247,6 +250,7 @@ class XtsFeed(BatchFeed):
         self._max_instruments = max_instruments
         self._ssl_context = ssl_context
         self._limiter = rate_limiter
+        self._connect = connect
         self._wanted: dict[Key, Mode] = {}
         self._lock = trio.StrictFIFOLock()
         self._init_feed(buffer, sink, backoff=backoff, rng=rng, connection_id=connection_id)
@@ -690,6 +694,7 @@ class XtsFeed(BatchFeed):
                 close_timeout=self._close_timeout,
                 ssl_context=self._ssl_context,
                 scrub=self._scrub,
+                connect=self._connect,
             ) as ws:
                 opened = await self._handshake(ws)
                 logger.info(
@@ -941,6 +946,8 @@ async def open_xts_feed(
     logout_on_exit: bool = True,
     api_path: str = API_PATH,
     sink: Sink | None = None,
+    connect: Connect | None = None,
+    http_transport: httpx.AsyncBaseTransport | None = None,
 ) -> AsyncIterator[XtsFeed]:
     """Open one XTS market-data session and its Socket.IO connection until the block ends.
 
@@ -989,6 +996,20 @@ async def open_xts_feed(
             snapshots of the answer. For a consumer that never blocks, such as the manager's router: it spares
             one task hop per message. It must not block. An exception it raises ends the hand-off: later
             batches are dropped and `receive_batch` raises that exception.
+        connect: how each Socket.IO connection's byte stream is opened (see
+            `trading_ws._transport.Connect`): an async function ``(host, port) -> trio.abc.Stream``, called
+            once per attempt with the root URL's host and port; default None, a TCP connection. The feed
+            does everything above that stream itself (TLS for ``https://`` roots, verified with
+            `ssl_context`; the WebSocket and Engine.IO handshakes; the error mapping and scrubbing).
+        http_transport: the httpx transport of the REST session (login, subscriptions, logout); default
+            None, httpx's own connection pool over TCP (and TLS, verified with `ssl_context`). Requests,
+            answers, deadlines, the mapping of errors and the scrubbing of secrets are the same whatever
+            the transport.
+
+    With both, the feed runs with no socket at all (the test seam): `connect` returns one end of
+    ``trio.testing.memory_stream_pair()`` whose other end a test serves (``trio_websocket.
+    wrap_server_stream``, then the Engine.IO open packet and ``40``), and `http_transport` is an
+    ``httpx.MockTransport`` answering the REST routes, all under ``autojump_clock``.
 
     After the first connection, every failure is a failed attempt (backoff, then a new one), whatever
     raised it — a refused or malformed handshake, a reset, a TLS error, a silent server — except refused
@@ -1004,10 +1025,12 @@ async def open_xts_feed(
         RateLimitedError, ConnectTimeout, ConnectError: the first connection could not be made (a
             malformed handshake answer included); the cause is kept as ``__cause__``.
         ConfigurationError: invalid arguments (a non-loopback ``http://`` URL, empty keys, an unknown
-            broadcast mode or flavour, a duration that is not a positive finite number...).
+            broadcast mode or flavour, a duration that is not a positive finite number, a `connect` that is
+            not callable or an `http_transport` that is not an ``httpx.AsyncBaseTransport``...).
     """
     check_seconds("request_timeout", request_timeout)
     check_flag("logout_on_exit", logout_on_exit)
+    check_instance("http_transport", http_transport, httpx.AsyncBaseTransport, optional=True)
     session = XtsSession(
         app_key,
         secret_key,
@@ -1018,6 +1041,7 @@ async def open_xts_feed(
         max_subscriptions=max_instruments,
         api_path=api_path,
         rate_limiter=rate_limiter,
+        transport=http_transport,
     )
     feed = XtsFeed(
         session=session,
@@ -1035,6 +1059,7 @@ async def open_xts_feed(
         connection_id=connection_id,
         rate_limiter=rate_limiter,
         sink=sink,
+        connect=connect,
     )
     feed._remember(secret_key)
     async with session:

@@ -323,7 +323,9 @@ class XtsSession:
         source: the login's ``source`` field.
         api_path: the route prefix (``/apimarketdata``).
         rate_limiter: a token bucket every request takes a token from.
-        transport: an httpx transport (tests).
+        transport: the httpx transport every request goes through (default None: httpx's connection
+            pool over TCP, and TLS verified with `ssl_context`). The test seam: an ``httpx.MockTransport``
+            answers the routes with no socket; requests, deadlines and the mapping of errors stay the same.
 
     Raises:
         ConfigurationError: (at construction) an argument that is not as documented: an invalid or unsafe
