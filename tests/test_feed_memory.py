@@ -22,6 +22,8 @@ from trading_ws import (
     AuthenticationError,
     Backoff,
     Broker,
+    BrokerError,
+    BrokerMessage,
     ConfigurationError,
     Connected,
     ConnectError,
@@ -611,3 +613,43 @@ async def test_xts_pings_on_time_and_a_server_without_pongs_is_dead_at_exactly_t
         assert isinstance(connected, Connected)
         assert peer.pings[4:] == [125.0, 150.0, 175.0]
         assert peer.attempts == [0.0, 191.0]  # the last pong at 100: dead at 190, then the 1 s delay
+
+
+async def test_xts_error_joined_unknown_and_logout_events(
+    autojump_clock: trio.abc.Clock, nursery: trio.Nursery
+) -> None:
+    """A socket ``error`` event is delivered as a `BrokerError`; ``joined`` is ignored; an unknown event is
+    counted; ``logout`` (another login took the session) is delivered as a `BrokerMessage` and ends the
+    feed for good, with no new login."""
+    rest, peer = xts_parts(nursery)
+    async with open_xts_feed(
+        APP_KEY,
+        SECRET_KEY,
+        root_url=ROOT,
+        connect=peer.connect,
+        http_transport=rest.transport,
+        backoff=NO_JITTER,
+    ) as feed:
+        connection = await peer.accepted()
+        assert kinds(await events(feed, 1)) == [Connected]
+        await connection.ws.send_message(encode_event("error", {"message": "boom"}))
+        (error,) = await events(feed, 1)
+        assert isinstance(error, BrokerError)
+        assert error.text == '{"message":"boom"}'
+        await connection.ws.send_message(encode_event("joined", {"type": "success"}))
+        await connection.ws.send_message(encode_event("5018-json-full", "{}"))
+        await connection.ws.send_message(
+            encode_event("logout", f"logged out by another login ({SECRET_KEY})")
+        )
+        seen: list[Event] = []
+        with pytest.raises(AuthenticationError, match="logout event") as caught:
+            async for event in feed:
+                seen.append(event)
+        assert SECRET_KEY not in str(caught.value)
+        assert kinds(seen) == [BrokerMessage, Disconnected]
+        message = seen[0]
+        assert isinstance(message, BrokerMessage)
+        assert message.text == "logged out by another login (***)"
+        assert feed.statistics().unknown_packets == 1
+        assert peer.attempts == [0.0]
+    assert rest.requests == [("POST", "/auth/login"), ("DELETE", "/auth/logout")]

@@ -18,8 +18,6 @@ import trio.testing
 from trading_ws import (
     AuthenticationError,
     Backoff,
-    Broker,
-    BrokerError,
     ConfigurationError,
     Connected,
     ConnectError,
@@ -39,7 +37,6 @@ from trading_ws import (
 from trading_ws.brokers.xts import (
     InvalidTokenError,
     LoginRefusedError,
-    SioEvent,
     XtsFeed,
     XtsSession,
     open_xts_feed,
@@ -497,20 +494,6 @@ async def test_another_login_supersedes_ours_and_we_log_in_again_once(sim: tuple
             await next_matching(feed, is_(Resubscribed))
             await next_matching(feed, tick_of(RELIANCE))
             assert simulator.statistics().logins == 3
-
-
-async def test_socket_error_and_logout_events(sim: tuple[XtsSimulator, str]) -> None:
-    """The simulator sends neither; the feed's handling of both, one level down."""
-    _, root = sim
-    with trio.fail_after(10):
-        async with open_xts_feed(DEMO_APP_KEY, DEMO_SECRET_KEY, root_url=root) as feed:
-            error = feed._event(SioEvent("error", ({"message": "boom"},)), 1.0)
-            assert error == [BrokerError(Broker.XTS, '{"message":"boom"}', 1.0)]
-            with pytest.raises(AuthenticationError, match="logout"):
-                feed._event(SioEvent("logout", ("You have been logged out by another user.",)), 2.0)
-            assert feed._event(SioEvent("joined", ({"type": "success"},)), 3.0) == []
-            assert feed._event(SioEvent("5018-json-full", ("{}",)), 4.0) == []
-            assert feed.statistics().unknown_packets == 1
 
 
 async def test_cap_of_50_is_refused_before_sending(sim: tuple[XtsSimulator, str]) -> None:

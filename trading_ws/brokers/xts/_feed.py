@@ -1,7 +1,7 @@
 """The reconnecting XTS market-data feed: one REST session and one Socket.IO (Engine.IO v3) WebSocket,
 owned by an ``async with`` block.
 
-How a message travels: the WebSocket's reader (trio-websocket) -> `XtsFeed._read` parses the Engine.IO /
+How a message travels: the WebSocket's reader (trio-websocket) -> `XtsSocket.read` parses the Engine.IO /
 Socket.IO packet and decodes its market event with the sans-IO codec into one list -> one batch per
 message into a bounded queue -> the consumer's ``async for`` hands the list out event by event.
 
@@ -11,50 +11,45 @@ ticks resume without any REST call; after a new login (the token was refused by 
 handshake) everything is subscribed again. The ``listQuotes`` snapshots of a subscribe are delivered as
 the first ticks of their instruments: live ticks that overtake the REST answer are held back until the
 snapshot is queued.
+
+Module map: this module holds the feed (its public API, the connection attempt the reconnect supervisor
+runs, `open_xts_feed`); `._socket` one Socket.IO connection (the Engine.IO handshake, pings, the reader);
+`._subscriptions` the subscription record and its reconciliation with the REST session; `._rest` the
+session.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import random
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
-from typing import Any, Final, NoReturn
+from typing import Final, NoReturn
 from urllib.parse import urlencode
 
 import attrs
 import httpx
 import trio
-import trio_websocket
 
 from ..._backoff import Backoff
 from ..._errors import (
     AuthenticationError,
     ConfigurationError,
-    ConnectError,
-    ConnectTimeout,
-    DecodeError,
-    SubscriptionError,
     SubscriptionLimitError,
     TradingWsError,
 )
 from ..._model import (
     Broker,
-    BrokerError,
-    BrokerMessage,
     Connected,
     Event,
     Mode,
     Resubscribed,
-    Tick,
     coerce_mode,
 )
 from ..._ratelimit import TokenBucket
-from ..._scrub import EVENT_TEXT_LIMIT, scrub, scrub_event
+from ..._scrub import scrub
 from ..._transport import Connect, check_connect, open_service_nursery, open_ws
 from ..._validate import (
     check_callable,
@@ -67,19 +62,6 @@ from ..._validate import (
 from ..._version import __version__
 from .._queue import BatchFeed, Sink, run_feed
 from .._reconnect import ConnectionLost, provider_failed
-from ._codec import CODE_TO_MODE, MESSAGE_CODES, MODE_TO_CODE, decode_event, decode_message, event_name
-from ._engineio import (
-    EioClose,
-    EioNoop,
-    EioPing,
-    EioPong,
-    OpenPacket,
-    SioConnect,
-    SioDisconnect,
-    SioError,
-    SioEvent,
-    parse_packet,
-)
 from ._rest import (
     API_PATH,
     MAX_SUBSCRIPTIONS,
@@ -90,6 +72,8 @@ from ._rest import (
     XtsSession,
     check_keys,
 )
+from ._socket import PING_INTERVAL_BOUNDS, PING_TIMEOUT_BOUNDS, LoggedOut, SocketCounters, XtsSocket
+from ._subscriptions import SubscriptionBook
 
 __all__ = [
     "BROADCAST_MODES",
@@ -110,30 +94,12 @@ XTS_FLAVOURS: Final = ("pro", "client")
 BROADCAST_MODES: Final[dict[str, str]] = {"full": "Full", "partial": "Partial"}
 
 _XTS: Final = Broker.XTS
-_FEED_CODES: Final = frozenset(MODE_TO_CODE.values())
-_MARKET_EVENTS: Final = frozenset(event_name(c, p) for c in MESSAGE_CODES for p in (False, True))
-_DEFAULT_PING_INTERVAL: Final = 25.0
-#: The server chooses pingInterval and pingTimeout; a hostile one could make us ping a thousand times a
-#: second or never notice a dead connection. Its pingInterval is clamped to these bounds (seconds).
-PING_INTERVAL_BOUNDS: Final = (1.0, 60.0)
-#: The bounds (seconds) its pingTimeout is clamped to (see `PING_INTERVAL_BOUNDS`).
-PING_TIMEOUT_BOUNDS: Final = (1.0, 120.0)
 #: The default `buffer`: events waiting for the consumer before the feed stops reading the socket.
 DEFAULT_BUFFER: Final = 20_000
 
 
-def _clamp(value: float, bounds: tuple[float, float], default: float) -> float:
-    if not math.isfinite(value) or value <= 0:
-        return default
-    return min(max(value, bounds[0]), bounds[1])
-
-
 class _SessionLost(InvalidTokenError):
     """A REST call found the token refused while the socket was up: log in again (once)."""
-
-
-class _LoggedOut(AuthenticationError):
-    """The server sent a ``logout`` event: another login took the session. Not renewed (see docs)."""
 
 
 @attrs.frozen
@@ -172,15 +138,6 @@ class XtsFeedStatistics:
     """Events in those batches (bounded by the feed's `buffer`)."""
     last_frame_age: float | None
     """Seconds since the last message of any kind (trio clock), or None before the first."""
-
-
-def _text_of(data: Any) -> str:
-    if isinstance(data, str):
-        return data[:2000]
-    try:
-        return json.dumps(data, separators=(",", ":"), ensure_ascii=False)[:2000]
-    except (TypeError, ValueError):
-        return repr(data)[:2000]
 
 
 class XtsFeed(BatchFeed):
@@ -251,23 +208,16 @@ class XtsFeed(BatchFeed):
         self._ssl_context = ssl_context
         self._limiter = rate_limiter
         self._connect = connect
-        self._wanted: dict[Key, Mode] = {}
-        self._lock = trio.StrictFIFOLock()
         self._init_feed(buffer, sink, backoff=backoff, rng=rng, connection_id=connection_id)
-        self._awaiting: dict[Key, Mode] = {}
-        self._held: list[Tick] = []
+        self._book = SubscriptionBook(session, self)
         self._conn_scope: trio.CancelScope | None = None
-        self._uncertain: set[tuple[int, int, int]] = set()
-        self._resync_pending = False
-        self._frames = self._ticks = self._snapshots = self._decode_errors = self._unknown = 0
-        self._pings = self._pongs = 0
-        self._last_frame_at: float | None = None
+        self._counters = SocketCounters()
 
     def __repr__(self) -> str:
         state = "connected" if self._ws is not None else "closed" if self._closed else "disconnected"
         return (
             f"<XtsFeed {state} root={self._session.endpoints.rest!r} app_key={self._session.app_key!r} "
-            f"flavour={self._flavour} broadcast={self._broadcast_mode} subscribed={len(self._wanted)}>"
+            f"flavour={self._flavour} broadcast={self._broadcast_mode} subscribed={len(self._book.wanted)}>"
         )
 
     # -----------------------------------------------------------------------------------------------
@@ -291,7 +241,7 @@ class XtsFeed(BatchFeed):
     @property
     def subscriptions(self) -> dict[Key, Mode]:
         """A copy of the subscribed instruments and their modes."""
-        return dict(self._wanted)
+        return dict(self._book.wanted)
 
     async def subscribe(self, instruments: Iterable[Key], mode: Mode | str = Mode.QUOTE) -> None:
         """Subscribe instruments in `mode` (LTP -> 1512, QUOTE -> 1501, FULL -> 1502) over REST.
@@ -321,19 +271,21 @@ class XtsFeed(BatchFeed):
         """
         wanted_mode = coerce_mode(mode)
         keys = self._check(instruments)
-        async with self._lock:
+        book = self._book
+        async with book.lock:
             self._check(())
-            new = [k for k in keys if k not in self._wanted]
+            wanted = book.wanted
+            new = [k for k in keys if k not in wanted]
             cap = self._capacity()
-            if len(self._wanted) + len(new) > cap:
+            if len(wanted) + len(new) > cap:
                 raise SubscriptionLimitError(
                     f"subscribing {len(new)} more instruments would exceed the XTS session's {cap} "
-                    f"({len(self._wanted)} already subscribed)"
+                    f"({len(wanted)} already subscribed)"
                 )
-            previous = {k: self._wanted.get(k) for k in keys}
+            previous = {k: wanted.get(k) for k in keys}
             for key in keys:
-                self._wanted[key] = wanted_mode
-            await self._apply(previous)
+                wanted[key] = wanted_mode
+            await book.apply(previous)
 
     async def unsubscribe(self, instruments: Iterable[Key]) -> None:
         """Unsubscribe instruments; instruments that are not subscribed are ignored.
@@ -350,13 +302,14 @@ class XtsFeed(BatchFeed):
             ConfigurationError: an instrument is not a pair of positive ints.
         """
         keys = self._check(instruments)
-        async with self._lock:
+        book = self._book
+        async with book.lock:
             self._check(())
-            gone = [k for k in keys if k in self._wanted]
+            gone = [k for k in keys if k in book.wanted]
             for key in gone:
-                del self._wanted[key]
+                del book.wanted[key]
             if gone:
-                await self._apply({}, quiet=True)
+                await book.apply({}, quiet=True)
 
     async def set_mode(self, mode: Mode | str, instruments: Iterable[Key]) -> None:
         """Change the mode of instruments (instruments not yet subscribed become subscribed).
@@ -372,16 +325,18 @@ class XtsFeed(BatchFeed):
         """The feed's counters right now. Does not block."""
         now = trio.current_time()
         session = self._session
+        counters = self._counters
+        last = counters.last_frame_at
         return XtsFeedStatistics(
             connected=self._ws is not None,
-            subscribed=len(self._wanted),
-            frames=self._frames,
-            ticks=self._ticks,
-            snapshots=self._snapshots,
-            decode_errors=self._decode_errors,
-            unknown_packets=self._unknown,
-            pings_sent=self._pings,
-            pongs_received=self._pongs,
+            subscribed=len(self._book.wanted),
+            frames=counters.frames,
+            ticks=counters.ticks + self._book.ticks,
+            snapshots=self._book.snapshots,
+            decode_errors=counters.decode_errors,
+            unknown_packets=counters.unknown,
+            pings_sent=counters.pings,
+            pongs_received=counters.pongs,
             connects=self._state.connects,
             reconnects=self._state.reconnects,
             logins=session.logins,
@@ -389,7 +344,7 @@ class XtsFeed(BatchFeed):
             remaining_subscriptions=session.remaining,
             queued_batches=len(self._queue),
             queued_ticks=self._queue.ticks,
-            last_frame_age=None if self._last_frame_at is None else now - self._last_frame_at,
+            last_frame_age=None if last is None else now - last,
         )
 
     # -----------------------------------------------------------------------------------------------
@@ -402,78 +357,6 @@ class XtsFeed(BatchFeed):
     def _capacity(self) -> int:
         return min(self._max_instruments, self._session.capacity)
 
-    async def _apply(self, previous: dict[Key, Mode | None], *, quiet: bool = False) -> None:
-        """Bring the session in line with `_wanted` after a user request (lock held). With `quiet`,
-        refusals and connection failures are logged rather than raised."""
-        if not self._session.logged_in:
-            return  # a login is pending: the next connection subscribes everything
-        out: list[Event] = []
-        try:
-            await self._sync(out, strict=True)
-        except InvalidTokenError:
-            logger.warning("XTS refused the session token on a subscription request; logging in again")
-            self._relogin_soon()
-        except SubscriptionError as exc:
-            if quiet:
-                logger.warning("XTS refused an unsubscribe (%s); it is sent again in the background", exc)
-                self._resync_soon()
-                return
-            self._roll_back(previous)
-            raise
-        except ConnectError as exc:
-            if self._ws is None:
-                logger.info("XTS subscription request failed (%s); it is sent again at the next sync", exc)
-                return
-            self._roll_back(previous)
-            self._resync_soon()
-            if not quiet:
-                raise
-            logger.info("XTS unsubscribe failed (%s); it is sent again in the background", exc)
-        except BaseException:  # cancelled: nothing of the request is kept but what the server confirmed
-            self._roll_back(previous)
-            self._resync_soon()
-            raise
-        finally:
-            self._deliver(out)
-
-    def _roll_back(self, previous: dict[Key, Mode | None]) -> None:
-        """Give instruments their mode from before a request, except where the session confirmed it."""
-        held = self._session.subscriptions
-        for key, mode in previous.items():
-            now = self._wanted.get(key)
-            if now is not None and (*key, MODE_TO_CODE[now]) in held:
-                continue
-            if mode is None:
-                self._wanted.pop(key, None)
-            else:
-                self._wanted[key] = mode
-
-    def _resync_soon(self) -> None:
-        """Reconcile the session with `_wanted` in the background (once at a time): after a request that
-        was cut short or failed, the server may hold more or less than the record says."""
-        nursery = self._nursery
-        if nursery is None or self._resync_pending or self._closed:
-            return
-        self._resync_pending = True
-        nursery.start_soon(self._resync)
-
-    async def _resync(self) -> None:
-        async with self._lock:
-            self._resync_pending = False
-            if self._closed or self._ws is None or not self._session.logged_in:
-                return  # the next connection syncs everything anyway
-            out: list[Event] = []
-            try:
-                await self._sync(out, strict=False)
-            except InvalidTokenError:
-                self._relogin_soon()
-            except TradingWsError as exc:
-                logger.info("XTS background sync failed (%s); it runs again with the next change", exc)
-            except Exception:  # a bug must not tear the feed down from a background task
-                logger.exception("XTS background sync failed; it runs again with the next change")
-            finally:
-                self._deliver(out)
-
     def _relogin_soon(self) -> None:
         self._session.invalidate()
         scope = self._conn_scope
@@ -483,113 +366,6 @@ class XtsFeed(BatchFeed):
     def _deliver(self, events: list[Event]) -> None:
         if events:
             self._queue.put_nowait(events)
-
-    async def _sync(self, out: list[Event], *, strict: bool) -> None:
-        """Subscribe and unsubscribe over REST whatever differs between `_wanted` and the session.
-
-        Snapshots (and live ticks held back meanwhile) are appended to `out`. With `strict`, a refused
-        request raises; otherwise its instruments are dropped and reported as a `BrokerError` event.
-        Lock held.
-        """
-        session = self._session
-        codes_by_key: dict[Key, list[int]] = {}
-        for seg, iid, code in session.subscriptions:
-            if code in _FEED_CODES:
-                codes_by_key.setdefault((seg, iid), []).append(code)
-        # Pairs a request cut short may have subscribed on the server: unsubscribed unless wanted.
-        maybe: dict[Key, list[int]] = {}
-        for seg, iid, code in self._uncertain:
-            if code not in codes_by_key.get((seg, iid), ()):
-                maybe.setdefault((seg, iid), []).append(code)
-        subs: dict[int, list[Key]] = {}
-        unsubs: dict[int, list[Key]] = {}
-        for key in [*self._wanted, *(k for k in {**codes_by_key, **maybe} if k not in self._wanted)]:
-            mode = self._wanted.get(key)
-            want = MODE_TO_CODE[mode] if mode is not None else None
-            have = codes_by_key.get(key, [])
-            if want is not None and want not in have:
-                subs.setdefault(want, []).append(key)
-            for code in (*have, *maybe.get(key, ())):
-                if code != want:
-                    unsubs.setdefault(code, []).append(key)
-        if not subs and not unsubs:
-            self._uncertain.clear()
-            return
-        awaiting = self._awaiting
-        for code, group in subs.items():
-            for key in group:
-                awaiting[key] = CODE_TO_MODE[code]
-        completed = False
-        try:
-            if sum(map(len, subs.values())) <= session.remaining:
-                await self._subscribe_groups(subs, out, strict)
-                await self._unsubscribe_groups(unsubs, strict)
-            else:
-                await self._unsubscribe_groups(unsubs, strict)
-                await self._subscribe_groups(subs, out, strict)
-            completed = True
-        finally:
-            if completed:
-                self._uncertain.clear()
-            else:  # cut short (or refused): what was on its way may have reached the server
-                confirmed = session.subscriptions
-                self._uncertain.update(
-                    (*key, code)
-                    for code, group in subs.items()
-                    for key in group
-                    if (*key, code) not in confirmed
-                )
-            for group in subs.values():
-                for key in group:
-                    awaiting.pop(key, None)
-            if self._held:
-                held, self._held = self._held, []
-                for tick in held:
-                    if (tick.segment or 0, tick.instrument_token) in awaiting:
-                        self._held.append(tick)
-                    else:
-                        self._ticks += 1
-                        out.append(tick)
-
-    async def _subscribe_groups(self, subs: dict[int, list[Key]], out: list[Event], strict: bool) -> None:
-        session = self._session
-        for code, group in subs.items():
-            try:
-                result = await session.subscribe(group, code)
-            except SubscriptionError as exc:
-                if strict:
-                    raise
-                for key in group:
-                    self._wanted.pop(key, None)
-                logger.error("XTS refused to subscribe %d instrument(s) again; dropped: %s", len(group), exc)
-                out.append(BrokerError(_XTS, f"dropped {len(group)} instrument(s): {exc}", time.time()))
-                continue
-            snapshots = list(result.snapshots)
-            covered = {(e.segment, e.instrument_token) for e in snapshots if isinstance(e, Tick)}
-            missing = [k for k in group if k not in covered]
-            if missing:
-                # Already subscribed (e-session-0002): no listQuotes. Ask /instruments/quotes instead, so
-                # that the instrument still starts with a snapshot (best effort).
-                try:
-                    snapshots += await session.quotes(missing, code)
-                except DecodeError as exc:
-                    snapshots += exc.events
-                except InvalidTokenError:
-                    raise
-                except TradingWsError as exc:
-                    logger.info("XTS quotes for %d instrument(s) failed: %s", len(missing), exc)
-            self._snapshots += len(snapshots)
-            self._ticks += len(snapshots)
-            out += snapshots
-
-    async def _unsubscribe_groups(self, unsubs: dict[int, list[Key]], strict: bool) -> None:
-        for code, group in unsubs.items():
-            try:
-                await self._session.unsubscribe(group, code)
-            except SubscriptionError as exc:
-                if strict:
-                    raise
-                logger.warning("XTS refused to unsubscribe %d instrument(s): %s", len(group), exc)
 
     # -----------------------------------------------------------------------------------------------
     # The connection loop
@@ -647,15 +423,6 @@ class XtsFeed(BatchFeed):
     def _scrub(self, text: str) -> str:
         return scrub(text, self._session._secrets())
 
-    def _scrub_events(self, events: list[Event]) -> list[Event]:
-        """Events with every server text in them made safe (ticks carry none: they pass as they are)."""
-        secrets = self._session._secrets()
-        return [event if type(event) is Tick else scrub_event(event, secrets) for event in events]
-
-    def _text(self, data: Any) -> str:
-        """A server-provided payload as safe text (secrets out, control characters escaped, capped)."""
-        return scrub(_text_of(data), self._session._secrets(), EVENT_TEXT_LIMIT)
-
     def _resource(self) -> str:
         session = self._session
         query = urlencode(
@@ -696,7 +463,8 @@ class XtsFeed(BatchFeed):
                 scrub=self._scrub,
                 connect=self._connect,
             ) as ws:
-                opened = await self._handshake(ws)
+                socket = XtsSocket(ws, self, self._counters, handshake_timeout=self._connect_timeout)
+                opened = await socket.handshake()
                 logger.info(
                     "XTS connection %d up (%s://%s:%d%s, %s)",
                     self._connection_id,
@@ -712,214 +480,35 @@ class XtsFeed(BatchFeed):
                         async with open_service_nursery() as nursery:
                             self._conn_scope = relogin_scope
                             self._ws = ws
-                            nursery.start_soon(self._ping_loop, ws, opened.ping_interval)
+                            nursery.start_soon(socket.ping_loop, opened.ping_interval)
                             now = time.time()
                             events: list[Event] = [Connected(_XTS, self._connection_id, now)]
-                            async with self._lock:
+                            book = self._book
+                            async with book.lock:
                                 out: list[Event] = []
                                 try:
-                                    await self._sync(out, strict=False)
+                                    await book.sync(out, strict=False)
                                 except BaseException:
                                     self._deliver(events + out)
                                     raise
-                                if self._wanted and not first:
+                                if book.wanted and not first:
                                     events.append(
-                                        Resubscribed(_XTS, self._connection_id, len(self._wanted), now)
+                                        Resubscribed(_XTS, self._connection_id, len(book.wanted), now)
                                     )
                                 self._deliver(events + out)
                             up()
-                            await self._read(ws, opened)
+                            await socket.read(opened, self._slack)
                 finally:
                     self._ws = None
                     self._conn_scope = None
                 # Reached only when `_relogin_soon` cancelled the connection.
                 raise _SessionLost("XTS refused the session token on a REST request")
-        except (InvalidTokenError, ConnectionLost, _LoggedOut):
+        except (InvalidTokenError, ConnectionLost, LoggedOut):
             raise
         except AuthenticationError as exc:
             # HTTP 401/403 at the WebSocket handshake: the token is not (or no longer) good.
             session.invalidate()
             raise InvalidTokenError(f"XTS refused the socket handshake ({exc})") from exc
-
-    async def _handshake(self, ws: trio_websocket.WebSocketConnection) -> OpenPacket:
-        """Read the Engine.IO open packet and the Socket.IO connect (``40``)."""
-        opened: OpenPacket | None = None
-        try:
-            with trio.fail_after(self._connect_timeout):
-                while True:
-                    message = await ws.get_message()
-                    self._frames += 1
-                    self._last_frame_at = trio.current_time()
-                    try:
-                        packet = parse_packet(message)
-                    except DecodeError as exc:
-                        text = self._scrub(str(exc))
-                        raise ConnectError(f"malformed Engine.IO handshake: {text}") from None
-                    if isinstance(packet, OpenPacket):
-                        opened = attrs.evolve(
-                            packet,
-                            ping_interval=_clamp(
-                                packet.ping_interval, PING_INTERVAL_BOUNDS, _DEFAULT_PING_INTERVAL
-                            ),
-                            ping_timeout=_clamp(
-                                packet.ping_timeout, PING_TIMEOUT_BOUNDS, _DEFAULT_PING_INTERVAL
-                            ),
-                        )
-                    elif opened is None:
-                        raise ConnectError("XTS did not open an Engine.IO session (no open packet first)")
-                    elif isinstance(packet, SioConnect) and packet.namespace == "/":
-                        return opened
-                    elif isinstance(packet, SioError):
-                        raise InvalidTokenError(
-                            f"XTS refused the Socket.IO connect: {self._text(packet.data)}"
-                        )
-                    elif isinstance(packet, (SioDisconnect, EioClose)):
-                        raise ConnectError("XTS closed the Socket.IO session during the handshake")
-        except trio.TooSlowError:
-            raise ConnectTimeout(f"no Socket.IO handshake within {self._connect_timeout} s") from None
-        except trio_websocket.ConnectionClosed:
-            raise ConnectError("the connection closed during the Socket.IO handshake") from None
-
-    async def _ping_loop(self, ws: trio_websocket.WebSocketConnection, interval: float) -> None:
-        """EIO3: the client pings (``2``) every pingInterval."""
-        while True:
-            await trio.sleep(interval)
-            try:
-                await ws.send_message("2")
-            except trio_websocket.ConnectionClosed:
-                return
-            self._pings += 1
-
-    def _event(self, packet: SioEvent, received_at: float) -> list[Event]:
-        """The model events of one Socket.IO event (market data, ``error``), counting the rest."""
-        name = packet.name
-        data = packet.args[0] if packet.args else None
-        try:
-            events = decode_event(name, data, received_at)
-        except DecodeError as exc:
-            self._decode_errors += 1
-            logger.warning(
-                "skipping a malformed XTS %s event (%d chars): %s",
-                self._scrub(name),
-                len(exc.raw),
-                self._scrub(str(exc)),
-            )
-            return list(exc.events)
-        if events:
-            return events
-        if name == "joined":
-            logger.debug("XTS socket joined: %s", self._text(data))
-        elif name == "error":
-            return [BrokerError(_XTS, self._text(data), received_at)]
-        elif name == "logout":
-            text = self._text(data)
-            self._queue.put_nowait([BrokerMessage(_XTS, text, received_at)])
-            raise _LoggedOut(f"XTS ended the session (logout event: {text})")
-        else:
-            self._unknown += 1
-            if name not in _MARKET_EVENTS:
-                logger.debug("ignoring an unknown XTS event %s", self._scrub(repr(name)))
-        return []
-
-    def _hold_back(self, events: list[Event]) -> list[Event]:
-        """Keep live ticks of instruments whose subscribe answer (and snapshot) is still on its way."""
-        awaiting = self._awaiting
-        out: list[Event] = []
-        for event in events:
-            if (
-                type(event) is Tick
-                and awaiting.get((event.segment or 0, event.instrument_token)) is event.mode
-            ):
-                self._held.append(event)
-            else:
-                out.append(event)
-        return out
-
-    async def _read(self, ws: trio_websocket.WebSocketConnection, opened: OpenPacket) -> NoReturn:
-        """Read messages until the connection dies; raises ConnectionLost (or _LoggedOut).
-
-        The watchdog is a deadline on the read: some message (a pong, a server ping, or data: a connection
-        that delivers data is alive, however late its pong) must arrive within pingInterval + pingTimeout
-        + slack (clamped, see `PING_INTERVAL_BOUNDS`) of the previous one. Time spent waiting for a slow
-        consumer (a full queue) does not count.
-        """
-        limit = opened.ping_interval + opened.ping_timeout + self._slack
-        alive_at = trio.current_time()
-        got_data = False
-        watchdog = trio.CancelScope()
-        queue = self._queue
-        try:
-            with watchdog:
-                while True:
-                    watchdog.deadline = alive_at + limit
-                    message = await ws.get_message()
-                    now = trio.current_time()
-                    alive_at = now
-                    self._last_frame_at = now
-                    self._frames += 1
-                    got_data = True
-                    received_at = time.time()
-                    try:
-                        decoded = decode_message(message, received_at)
-                    except DecodeError as exc:
-                        self._decode_errors += 1
-                        text = self._scrub(str(exc))
-                        logger.warning("skipping a malformed XTS message (%d chars): %s", len(message), text)
-                        decoded = list(exc.events)
-                        if not decoded:
-                            continue
-                    events: list[Event]
-                    if type(decoded) is list:  # the hot path: a market-data event
-                        events = decoded
-                        if not events:
-                            self._unknown += 1  # e.g. a 1504 partial naming no numeric instrument
-                            continue
-                    elif isinstance(decoded, EioPong):
-                        self._pongs += 1
-                        continue
-                    elif isinstance(decoded, EioPing):  # a server that pings (EIO4 style): answer it
-                        await ws.send_message(EioPong(decoded.data).encode())
-                        continue
-                    elif isinstance(decoded, SioEvent):
-                        events = self._event(decoded, received_at)
-                    elif isinstance(decoded, SioError):
-                        events = [BrokerError(_XTS, self._text(decoded.data), received_at)]
-                    elif isinstance(decoded, SioDisconnect) and decoded.namespace == "/":
-                        raise ConnectionLost("XTS disconnected the Socket.IO session (41)", got_data)
-                    elif isinstance(decoded, EioClose):
-                        raise ConnectionLost("XTS closed the Engine.IO session (1)", got_data)
-                    elif isinstance(decoded, (SioConnect, SioDisconnect, EioNoop)):
-                        continue
-                    else:
-                        self._unknown += 1
-                        continue
-                    if len(events) != 1 or type(events[0]) is not Tick:  # not the hot path
-                        events = self._scrub_events(events)
-                    if events and self._awaiting:
-                        events = self._hold_back(events)
-                    if events:
-                        self._ticks += len(events)
-                        if queue.full:
-                            watchdog.deadline = math.inf  # a slow consumer is not a dead connection
-                            await queue.put(events)
-                            alive_at += trio.current_time() - now
-                        else:
-                            await queue.put(events)  # a schedule point, no wait
-        except trio_websocket.ConnectionClosed as exc:
-            if self._closed:
-                # `_close_socket` is closing it: stay inside `open_ws`, whose reader must see the closing
-                # handshake through, until the block's end cancels us.
-                await trio.sleep_forever()
-            reason = exc.reason
-            if reason is None:
-                raise ConnectionLost("connection closed", got_data) from None
-            detail = f", {self._scrub(reason.reason)}" if reason.reason else ""
-            raise ConnectionLost(f"connection closed (code {reason.code}{detail})", got_data) from None
-        raise ConnectionLost(
-            f"no pong or data for {limit:g} s (pingInterval {opened.ping_interval:g} + pingTimeout "
-            f"{opened.ping_timeout:g} + slack {self._slack:g}): connection presumed dead",
-            got_data,
-        )
 
 
 @asynccontextmanager
