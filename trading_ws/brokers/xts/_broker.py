@@ -28,15 +28,10 @@ from ..._validate import (
 )
 from .._interface import BrokerFeed, InstrumentInfo
 from .._queue import Sink
+from ._api import API_PATH, MAX_SUBSCRIPTIONS, parse_root_url
 from ._feed import BROADCAST_MODES, XTS_FLAVOURS, XtsFeed, open_xts_feed
 from ._instruments import EXCHANGE_BY_SEGMENT, SEGMENT_IDS, parse_master_lenient
-from ._rest import (
-    API_PATH,
-    MAX_SUBSCRIPTIONS,
-    CredentialsProvider,
-    XtsSession,
-    parse_root_url,
-)
+from ._rest import CredentialsProvider, XtsSession
 
 __all__ = ["DEFAULT_MASTER_SEGMENTS", "XtsBroker"]
 

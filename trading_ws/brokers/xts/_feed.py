@@ -62,16 +62,8 @@ from ..._validate import (
 from ..._version import __version__
 from .._queue import BatchFeed, Sink, run_feed
 from .._reconnect import ConnectionLost, provider_failed
-from ._rest import (
-    API_PATH,
-    MAX_SUBSCRIPTIONS,
-    CredentialsProvider,
-    InvalidTokenError,
-    Key,
-    LoginRefusedError,
-    XtsSession,
-    check_keys,
-)
+from ._api import API_PATH, MAX_SUBSCRIPTIONS, InvalidTokenError, Key, LoginRefusedError, check_keys
+from ._rest import CredentialsProvider, XtsSession
 from ._socket import PING_INTERVAL_BOUNDS, PING_TIMEOUT_BOUNDS, LoggedOut, SocketCounters, XtsSocket
 from ._subscriptions import SubscriptionBook
 

@@ -39,29 +39,25 @@ No token, secret key or JWT ever appears in a repr, a log line, an exception mes
 travels in a header; server texts quoted in messages are scrubbed of both). While a request is in flight,
 the debug and info records of httpx and httpcore (which quote server answers) are scrubbed as well.
 
-The checks of URLs and of the HTTP exchange here are shared with the Kite broker (its instrument download).
+The API's values and the reading of its answers, without I/O, are in `._api` (the names other modules
+import from here are re-exported); the HTTP exchange in `trading_ws._http`, shared with the Kite broker (its
+instrument download).
 """
 
 from __future__ import annotations
 
-import json as _json
 import logging
-import re
 import ssl
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, Final, TypeGuard
-from urllib.parse import urlunsplit
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Final
 
-import attrs
 import httpx
 
 from ..._errors import (
-    AuthenticationError,
     ConfigurationError,
     ConnectError,
     DecodeError,
-    RateLimitedError,
     SubscriptionError,
     SubscriptionLimitError,
 )
@@ -69,20 +65,39 @@ from ..._http import MAX_MASTER_BYTES, http_exchange, scrub_chain, text_field
 from ..._model import Event
 from ..._ratelimit import TokenBucket
 from ..._scrub import scrub
-from ..._transport import WsEndpoint, client_context, parse_ws_url, redact_url
+from ..._transport import client_context, redact_url
 from ..._validate import (
-    check_api_path,
     check_credential,
-    check_flag,
     check_instance,
     check_int,
     check_seconds,
     check_ssl_context,
     check_token_text,
-    check_url,
 )
 from ..._version import __version__
-from ._codec import MESSAGE_CODES, decode_list_quotes, subscription_body
+from ._api import (
+    ALREADY_SUBSCRIBED,
+    API_PATH,
+    MAX_ANSWER_BYTES,
+    MAX_SUBSCRIPTIONS,
+    TOKEN_TROUBLE,
+    Envelope,
+    InvalidTokenError,
+    Key,
+    LoginRefusedError,
+    SubscribeResult,
+    XtsEndpoints,
+    as_int,
+    check_code,
+    check_keys,
+    index_entries,
+    keys_of,
+    master_segment_names,
+    parse_root_url,
+    read_envelope,
+    usable,
+)
+from ._codec import decode_list_quotes, subscription_body
 from ._instruments import SEGMENT_IDS
 
 __all__ = [
@@ -103,194 +118,13 @@ __all__ = [
 
 logger = logging.getLogger("trading_ws.xts")
 
-#: The path prefix of the JSON market-data product (``/marketdata`` before late 2023; the binary product
-#: uses ``/apibinarymarketdata``, which this library does not speak).
-API_PATH: Final = "/apimarketdata"
-#: The per-session subscription cap seen on every deployment (xts-protocol.md section 3.1): the default,
-#: corrected from each ``Remaining_Subscription_Count`` the server reports.
-MAX_SUBSCRIPTIONS: Final = 50
 #: At most this many instruments per quotes (and subscription) request (OPENALGO's "XTS API limit").
 _BATCH: Final = 50
-#: The largest answer (decoded body) accepted from any route but the instrument master: a subscribe
-#: answer for 50 instruments with full snapshots is about 100 KB.
-MAX_ANSWER_BYTES: Final = 4 * 1024 * 1024
 #: The instrument master gets at least this many seconds, whatever the session's timeout.
 MASTER_TIMEOUT: Final = 60.0
-_ALREADY_SUBSCRIBED: Final = "e-session-0002"
 
 CredentialsProvider = Callable[[], Awaitable[tuple[str, str]]]
 """An async function returning fresh ``(app_key, secret_key)`` (called at most once per refusal)."""
-
-Key = tuple[int, int]
-"""An instrument address: ``(exchange_segment, exchange_instrument_id)``."""
-
-
-class InvalidTokenError(AuthenticationError):
-    """XTS refused the session token ("Invalid Token", expired, superseded by another login, or a refused
-    socket handshake). The remedy is a new login, which a feed does once, never in a loop."""
-
-
-class LoginRefusedError(AuthenticationError):
-    """XTS refused the login itself (wrong appKey/secretKey, or the application is not allowed)."""
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Argument checks (shared with the Kite broker). Each raises ConfigurationError naming the argument and
-# never echoes a value that may hold a secret (a URL's user info, a key).
-
-# ---------------------------------------------------------------------------------------------------------
-# URLs
-
-
-@attrs.frozen
-class XtsEndpoints:
-    """Where one XTS deployment answers: the REST base URL and the Socket.IO WebSocket endpoint."""
-
-    rest: str
-    """``{root}{api_path}``, e.g. ``https://xts.example.com/apimarketdata`` (no trailing slash)."""
-    socket: WsEndpoint
-    """The WebSocket endpoint; its path is ``{root path}{api_path}/socket.io/``."""
-
-
-def parse_root_url(root_url: str, *, api_path: str = API_PATH, allow_insecure: bool = False) -> XtsEndpoints:
-    """Check an XTS root URL (``https://host[:port][/prefix]``) and derive the REST and socket endpoints.
-
-    Plain ``http://`` (and so ``ws://``) is accepted only for loopback hosts unless `allow_insecure`,
-    so that the secret key and the token never cross a network in clear text by accident. Does not block.
-
-    Raises:
-        ConfigurationError: not http/https, no host, user info (``user:pass@``), a query or fragment, an
-            invalid port, insecure to a non-loopback host, or an invalid `api_path` (see `check_url`).
-    """
-    check_flag("allow_insecure", allow_insecure)
-    check_api_path("api_path", api_path)
-    parts = check_url("root_url", root_url, secure="https", plain="http", allow_insecure=allow_insecure)
-    prefix = parts.path.rstrip("/") + api_path.rstrip("/")
-    rest = urlunsplit((parts.scheme, parts.netloc, prefix, "", ""))
-    ws_scheme = "wss" if parts.scheme == "https" else "ws"
-    socket = parse_ws_url(
-        urlunsplit((ws_scheme, parts.netloc, prefix + "/socket.io/", "", "")), allow_insecure=allow_insecure
-    )
-    return XtsEndpoints(rest, socket)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# The HTTP exchange (shared with the Kite broker): one deadline, a bounded body, every error mapped.
-
-# ---------------------------------------------------------------------------------------------------------
-# Results
-
-
-@attrs.frozen
-class SubscribeResult:
-    """What a subscribe request achieved."""
-
-    code: int
-    """The message code (1501, 1502, 1512...)."""
-    instruments: tuple[Key, ...]
-    """Every instrument of the request; all of them are subscribed in `code` now."""
-    newly_subscribed: tuple[Key, ...]
-    """The instruments the server listed as new (``quotesList``); the request's instruments if it did not
-    say, empty when every one was already subscribed."""
-    snapshots: tuple[Event, ...]
-    """The ``listQuotes`` snapshots, decoded (one event per new instrument, in order)."""
-    already_subscribed: bool
-    """True for ``e-session-0002`` (every instrument was subscribed already; counts as success)."""
-    remaining: int | None
-    """``Remaining_Subscription_Count`` as the server reported it, None if it did not."""
-    decode_errors: int = 0
-    """Snapshots that could not be decoded (logged and left out of `snapshots`)."""
-
-
-@attrs.frozen
-class _Envelope:
-    status: int
-    ok: bool
-    code: str
-    description: str
-    result: Any
-
-    @property
-    def detail(self) -> str:
-        """``code 'description' (HTTP status)`` for error messages (both scrubbed)."""
-        return f"{self.code} '{self.description}' (HTTP {self.status})"
-
-
-def _as_int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str):
-        text = value.strip()
-        if text.lstrip("-").isdigit():
-            return int(text)
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return None
-
-
-def _keys_of(items: Any) -> list[Key]:
-    """``[{exchangeSegment, exchangeInstrumentID}, ...]`` (ids possibly strings) as (segment, id) pairs."""
-    out: list[Key] = []
-    if not isinstance(items, list):
-        return out
-    for item in items:
-        if not isinstance(item, dict):
-            continue
-        seg = item.get("exchangeSegment")
-        segment = SEGMENT_IDS.get(seg.strip().upper()) if isinstance(seg, str) else None
-        if segment is None:
-            segment = _as_int(seg)
-        iid = _as_int(item.get("exchangeInstrumentID"))
-        if segment is not None and iid is not None:
-            out.append((segment, iid))
-    return out
-
-
-def check_keys(instruments: Iterable[Key]) -> list[Key]:
-    """Deduplicate (segment, instrument id) pairs, keeping order; check they are positive integers.
-
-    Raises:
-        ConfigurationError: an item is not a pair of positive ints.
-    """
-    given: object = instruments  # a careless caller's value, whatever the annotation says
-    if isinstance(given, (str, bytes)) or not isinstance(given, Iterable):
-        raise ConfigurationError(
-            f"instruments must be an iterable of (segment, id) pairs, got {type(given).__name__}"
-        )
-    items = list(given)
-    for key in items:  # checked before hashing: a list or a dict is refused, not a TypeError
-        if (
-            not isinstance(key, tuple)
-            or len(key) != 2
-            or not all(type(v) is int and 0 < v < 2**63 for v in key)
-        ):
-            raise ConfigurationError(
-                f"an XTS instrument is a (exchange_segment, exchange_instrument_id) pair of positive "
-                f"ints, got {key!r:.60}"
-            )
-    return list(dict.fromkeys(items))
-
-
-def _check_code(code: int) -> int:
-    if type(code) is not int or code not in MESSAGE_CODES:
-        raise ConfigurationError(f"unknown XTS message code {code!r} (known: {sorted(MESSAGE_CODES)})")
-    return code
-
-
-def _usable(value: object, limit: int) -> TypeGuard[str]:
-    """A server-given credential or id we can send back: printable ASCII, no spaces, 1 to `limit` chars."""
-    return (
-        isinstance(value, str)
-        and 0 < len(value) <= limit
-        and value.isascii()
-        and value.isprintable()
-        and " " not in value
-    )
-
-
-_TOKEN_TROUBLE = re.compile(r"(?i)\b(invalid|expired?)\b.*\btoken\b|\btoken\b.*\b(invalid|expired?)\b")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -505,7 +339,7 @@ class XtsSession:
         auth: bool = True,
         limit: float | None = None,
         max_bytes: int = MAX_ANSWER_BYTES,
-    ) -> _Envelope:
+    ) -> Envelope:
         """Send one request and return its envelope (ok or not) after the mappings common to every route.
 
         The whole exchange must finish within `limit` seconds (the session's timeout by default).
@@ -540,29 +374,11 @@ class XtsSession:
             params=params,
         )
         try:
-            body = _json.loads(raw) if raw else None
-        except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested past the parser's depth
-            body = None
-        if isinstance(body, dict):
-            kind = body.get("type")
-            code = text_field(body.get("code"), secrets, limit=64)
-            description = text_field(body.get("description"), secrets)
-            result = body.get("result")
-        else:
-            kind, code, description, result = None, "", "", None
-        ok = kind == "success" and status < 400
-        if ok:
-            return _Envelope(status, True, code, description, result)
-        detail = f"{code} '{description}'".strip() if (code or description) else "no error envelope"
-        if auth and (_TOKEN_TROUBLE.search(description) or status in (401, 403)):
-            if generation == self._generation:
+            return read_envelope(status, raw, secrets, what=what, auth=auth)
+        except InvalidTokenError:
+            if generation == self._generation:  # not if a new login came meanwhile
                 self._valid = False
-            raise InvalidTokenError(f"XTS refused the session token on {what} ({detail}, HTTP {status})")
-        if status == 429:
-            raise RateLimitedError(f"XTS {what}: too many requests ({detail}, HTTP 429)")
-        if status >= 500 or not isinstance(body, dict):
-            raise ConnectError(f"XTS {what} failed ({detail}, HTTP {status})")
-        return _Envelope(status, False, code, description, result)
+            raise
 
     def _update_cap(self, remaining: int | None) -> None:
         if remaining is not None and remaining >= 0:
@@ -593,7 +409,7 @@ class XtsSession:
             raise LoginRefusedError(f"XTS refused the login ({detail}, HTTP {envelope.status})")
         result = envelope.result if isinstance(envelope.result, dict) else {}
         token, user_id = result.get("token"), result.get("userID")
-        if not _usable(token, 8192) or not _usable(user_id, 128):
+        if not usable(token, 8192) or not usable(user_id, 128):
             # A success without a usable token is a broken answer, not refused credentials: an attempt
             # that failed (ConnectError), which a feed retries with backoff.
             raise ConnectError("XTS login answered success without a usable token and userID")
@@ -660,7 +476,7 @@ class XtsSession:
             RateLimitedError, ConnectTimeout, ConnectError: the request failed.
         """
         keys = check_keys(instruments)
-        code = _check_code(code)
+        code = check_code(code)
         new = [k for k in keys if (*k, code) not in self._subscribed]
         if len(new) > self.remaining:
             raise SubscriptionLimitError(
@@ -688,10 +504,10 @@ class XtsSession:
             "POST", "/instruments/subscription", what=what, json=subscription_body(keys, code)
         )
         result = envelope.result if isinstance(envelope.result, dict) else {}
-        remaining = _as_int(result.get("Remaining_Subscription_Count"))
+        remaining = as_int(result.get("Remaining_Subscription_Count"))
         if not envelope.ok:
             already = (
-                envelope.code == _ALREADY_SUBSCRIBED or "already subscribed" in envelope.description.lower()
+                envelope.code == ALREADY_SUBSCRIBED or "already subscribed" in envelope.description.lower()
             )
             if already:
                 for key in keys:
@@ -706,7 +522,7 @@ class XtsSession:
         for key in keys:
             self._subscribed[(*key, code)] = None
         self._update_cap(remaining)
-        listed = _keys_of(result.get("quotesList"))
+        listed = keys_of(result.get("quotesList"))
         newly = tuple(listed) if "quotesList" in result else tuple(keys)
         snapshots, errors = self._decode_snapshots(code, result.get("listQuotes"), what)
         return SubscribeResult(code, tuple(keys), newly, tuple(snapshots), False, remaining, errors)
@@ -743,7 +559,7 @@ class XtsSession:
             RateLimitedError, ConnectTimeout, ConnectError: the request failed.
         """
         keys = check_keys(instruments)
-        code = _check_code(code)
+        code = check_code(code)
         removed: list[Key] = []
         for i in range(0, len(keys), _BATCH):
             batch = keys[i : i + _BATCH]
@@ -756,7 +572,7 @@ class XtsSession:
             for key in batch:
                 self._subscribed.pop((*key, code), None)
             result = envelope.result if isinstance(envelope.result, dict) else {}
-            removed += _keys_of(result.get("unsubList")) if "unsubList" in result else batch
+            removed += keys_of(result.get("unsubList")) if "unsubList" in result else batch
         return tuple(removed)
 
     async def quotes(self, instruments: Sequence[Key], code: int) -> list[Event]:
@@ -775,7 +591,7 @@ class XtsSession:
             RateLimitedError, ConnectTimeout, ConnectError: the request failed.
         """
         keys = check_keys(instruments)
-        code = _check_code(code)
+        code = check_code(code)
         events: list[Event] = []
         for i in range(0, len(keys), _BATCH):
             batch = keys[i : i + _BATCH]
@@ -813,17 +629,7 @@ class XtsSession:
                 `MAX_MASTER_BYTES`.
             ConfigurationError: an unknown segment.
         """
-        names_by_id = {number: name for name, number in SEGMENT_IDS.items() if not name.startswith("MSEI")}
-        names: list[str] = []
-        for segment in segments:
-            if isinstance(segment, int) and not isinstance(segment, bool) and segment in names_by_id:
-                names.append(names_by_id[segment])
-            elif isinstance(segment, str) and segment.upper() in SEGMENT_IDS:
-                names.append(segment.upper())
-            else:
-                raise ConfigurationError(f"unknown XTS exchange segment {segment!r}")
-        if not names:
-            raise ConfigurationError("name at least one exchange segment")
+        names = master_segment_names(segments)
         envelope = await self._call(
             "POST",
             "/instruments/master",
@@ -834,7 +640,7 @@ class XtsSession:
             max_bytes=MAX_MASTER_BYTES,
         )
         if not envelope.ok:
-            if envelope.status in (401, 403) or _TOKEN_TROUBLE.search(envelope.description):
+            if envelope.status in (401, 403) or TOKEN_TROUBLE.search(envelope.description):
                 raise InvalidTokenError(f"XTS wants a session for the instrument master ({envelope.code})")
             raise ConnectError(f"XTS refused the instrument master: {envelope.detail}")
         if not isinstance(envelope.result, str):
@@ -868,12 +674,4 @@ class XtsSession:
             entries = []
         if not isinstance(entries, list):
             raise ConnectError("XTS index list: the answer holds no list of indices")
-        secrets = self._secrets()
-        out: list[tuple[str, int]] = []
-        for entry in entries:
-            if isinstance(entry, str) and "_" in entry:
-                name, _, number = entry.rpartition("_")
-                iid = _as_int(number)
-                if name and iid is not None and 0 < iid < 2**63 and scrub(name, secrets) == name:
-                    out.append((name, iid))
-        return out
+        return index_entries(entries, self._secrets())

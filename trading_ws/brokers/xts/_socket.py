@@ -29,6 +29,7 @@ from ..._model import Broker, BrokerError, BrokerMessage, Event, Tick
 from ..._scrub import EVENT_TEXT_LIMIT, scrub, scrub_event
 from .._queue import BatchQueue
 from .._reconnect import ConnectionLost
+from ._api import InvalidTokenError
 from ._codec import MESSAGE_CODES, decode_event, decode_message, event_name
 from ._engineio import (
     EioClose,
@@ -42,7 +43,7 @@ from ._engineio import (
     SioEvent,
     parse_packet,
 )
-from ._rest import InvalidTokenError, XtsSession
+from ._rest import XtsSession
 from ._subscriptions import SubscriptionBook
 
 __all__ = [

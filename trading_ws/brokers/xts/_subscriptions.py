@@ -32,8 +32,9 @@ from ..._errors import (
     TradingWsError,
 )
 from ..._model import Broker, BrokerError, Event, Mode, Tick
+from ._api import InvalidTokenError, Key
 from ._codec import CODE_TO_MODE, MODE_TO_CODE
-from ._rest import InvalidTokenError, Key, XtsSession
+from ._rest import XtsSession
 
 __all__ = ["SubscriptionBook", "SyncHost"]
 
