@@ -10,22 +10,16 @@ unchanged.
 
 from __future__ import annotations
 
-import gzip
 import hmac
-import logging
 import math
-import socket
 import struct
 import time
 from collections.abc import Iterable, Mapping
-from contextlib import suppress
 from functools import partial
 from typing import Any, Final, cast
 from urllib.parse import unquote, urlsplit
 
 import attrs
-import h11
-import msgspec
 import trio
 from trio_websocket import (
     ConnectionClosed,
@@ -36,13 +30,13 @@ from trio_websocket import (
     serve_websocket,
 )
 
-from .._errors import ConfigurationError, DecodeError
-from .._model import Mode, Tick
-from .._validate import check_instance
-from ..brokers.kite._codec import decode_control, encode_frame, encode_text
-from ._listen import listen_host, listen_port
-from ._tls import HandshakingListener, SimulatorTLS, tls_handshake
-from ._universe import UNIVERSE, Instrument, Market, kite_instruments_csv
+from ..._errors import ConfigurationError, DecodeError
+from ..._model import Mode, Tick
+from ...brokers.kite._codec import decode_control, encode_frame, encode_text
+from .._common import at_least_one, check_serve, logger, positive, reset, url
+from .._tls import HandshakingListener, SimulatorTLS
+from .._universe import UNIVERSE, Instrument, Market
+from ._rest import FORBIDDEN_BODY, MasterEndpoint, error_body
 
 __all__ = ["DEMO_ACCESS_TOKEN", "DEMO_API_KEY", "KiteSimulator", "KiteSimulatorStatistics"]
 
@@ -51,41 +45,12 @@ DEMO_API_KEY: Final = "demo_api_key"
 DEMO_ACCESS_TOKEN: Final = "demo_access_token"
 """The access_token a `KiteSimulator` accepts by default."""
 
-logger = logging.getLogger("trading_ws.sim")
-
 _HEARTBEAT: Final = b"\x00"
 _OUTBOX_SIZE: Final = 1024
 _U16: Final = struct.Struct(">H")
-_LINGER_ABORT: Final = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST at once
 _JSON_HEADERS: Final = ((b"Content-Type", b"application/json"),)
-
-
 _RECEIVE_BUFFER: Final = 65536
 _MESSAGE_QUEUE: Final = 64
-
-
-def _url(scheme: str, host: str, port: int) -> str:
-    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
-
-
-def _error_body(message: str, error_type: str) -> bytes:
-    # The shape of Kite's REST error responses; what the WebSocket upgrade sends with 403/429 is not known.
-    return msgspec.json.encode(
-        {"status": "error", "message": message, "data": None, "error_type": error_type}
-    )
-
-
-_FORBIDDEN_BODY: Final = _error_body("Incorrect `api_key` or `access_token`.", "TokenException")
-
-
-def _positive(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not (value > 0 and math.isfinite(value)):
-        raise ConfigurationError(f"{attribute.name} must be a positive finite number, got {value!r}")
-
-
-def _at_least_one(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
-    if value < 1:
-        raise ConfigurationError(f"{attribute.name} must be at least 1, got {value!r}")
 
 
 def _packets_per_frame(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
@@ -146,13 +111,7 @@ class _FaultStream(trio.abc.Stream):
 
     def abort(self) -> None:
         """Close the socket now, with a TCP reset; tasks blocked on it wake with ClosedResourceError."""
-        inner = self.inner
-        if isinstance(inner, trio.SSLStream):  # served with tls: reset the TCP connection under it
-            inner = inner.transport_stream
-        if isinstance(inner, trio.SocketStream):
-            with suppress(OSError):
-                inner.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ABORT)
-            inner.socket.close()
+        reset(self.inner)
 
 
 @attrs.define(eq=False)
@@ -223,11 +182,11 @@ class KiteSimulator:
 
     api_key: str = DEMO_API_KEY
     access_token: str = attrs.field(default=DEMO_ACCESS_TOKEN, repr=False)
-    tick_interval: float = attrs.field(default=0.2, validator=_positive)
+    tick_interval: float = attrs.field(default=0.2, validator=positive)
     seed: int = 0
-    max_connections: int = attrs.field(default=3, validator=_at_least_one)
-    max_instruments: int = attrs.field(default=3000, validator=_at_least_one)
-    heartbeat_interval: float = attrs.field(default=1.0, validator=_positive)
+    max_connections: int = attrs.field(default=3, validator=at_least_one)
+    max_instruments: int = attrs.field(default=3000, validator=at_least_one)
+    heartbeat_interval: float = attrs.field(default=1.0, validator=positive)
     synthetic: bool = False
     max_packets_per_frame: int = attrs.field(default=500, validator=_packets_per_frame)
     instruments: tuple[Instrument, ...] = attrs.field(
@@ -302,9 +261,7 @@ class KiteSimulator:
             RuntimeError: the simulator is already serving.
             OSError: the address cannot be listened on.
         """
-        bind = listen_host(host, allow_non_loopback)
-        listen_port(port)
-        check_instance("tls", tls, SimulatorTLS, optional=True)
+        bind = check_serve(host, port, allow_non_loopback, tls)
         if self._serving:
             raise RuntimeError("this Kite simulator is already serving")
         self._serving = True
@@ -361,7 +318,7 @@ class KiteSimulator:
                     message_queue_size=_MESSAGE_QUEUE,
                 )
                 await nursery.start(server.run)
-                task_status.started(_url("wss", bind, listener.port))
+                task_status.started(url("wss", bind, listener.port))
         finally:
             with trio.CancelScope(shield=True):
                 await listener.aclose()
@@ -394,72 +351,9 @@ class KiteSimulator:
                 0..65535, or a `tls` that is not a SimulatorTLS.
             OSError: the address cannot be listened on.
         """
-        bind = listen_host(host, allow_non_loopback)
-        listen_port(port)
-        check_instance("tls", tls, SimulatorTLS, optional=True)
+        bind = check_serve(host, port, allow_non_loopback, tls)
         context = None if tls is None else tls.server_context()
-        tcp = await trio.open_tcp_listeners(port, host=bind)
-        url = _url("http" if context is None else "https", bind, tcp[0].socket.getsockname()[1])
-        logger.info("Kite simulator REST listening on %s", url)
-        task_status.started(url)
-        if context is None:
-            await trio.serve_listeners(self._handle_rest, tcp)
-        else:
-            tls_listeners = [trio.SSLListener(t, context, https_compatible=True) for t in tcp]
-            await trio.serve_listeners(self._handle_rest, tls_listeners)
-
-    async def _handle_rest(self, stream: trio.SocketStream | trio.SSLStream[trio.SocketStream]) -> None:
-        conn = h11.Connection(h11.SERVER)
-        request: h11.Request | None = None
-        try:
-            if isinstance(stream, trio.SSLStream) and not await tls_handshake(stream, "Kite simulator REST"):
-                return
-            with trio.move_on_after(10):  # a client that never finishes its request is dropped
-                while True:
-                    event = conn.next_event()
-                    if event is h11.NEED_DATA:
-                        conn.receive_data(bytes(await stream.receive_some(65536)))
-                    elif isinstance(event, h11.Request):
-                        request = event
-                    elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
-                        break
-            if request is None:
-                return
-            status, headers, body = self._rest_answer(request)
-            headers = [*headers, (b"Content-Length", str(len(body)).encode()), (b"Connection", b"close")]
-            parts: list[h11.Response | h11.Data | h11.EndOfMessage] = [
-                h11.Response(status_code=status, headers=headers),
-                h11.Data(data=body),
-                h11.EndOfMessage(),
-            ]
-            if request.method == b"HEAD":  # the same headers, no body
-                del parts[1]
-            data = b"".join(conn.send(part) or b"" for part in parts)
-            with trio.move_on_after(10):  # a client that never reads is dropped too
-                await stream.send_all(data)
-        except (h11.RemoteProtocolError, h11.LocalProtocolError, trio.BrokenResourceError) as exc:
-            logger.info("Kite simulator REST: dropped a request (%s)", type(exc).__name__)
-        finally:
-            with trio.CancelScope(shield=True), trio.move_on_after(1):
-                await stream.aclose()
-
-    def _rest_answer(self, request: h11.Request) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-        json_type = [(b"Content-Type", b"application/json")]
-        path = urlsplit(request.target.decode("ascii", "replace")).path.rstrip("/")
-        if not (path == "/instruments" or path.startswith("/instruments/")):
-            return 404, json_type, _error_body("Route not found", "GeneralException")
-        if request.method not in (b"GET", b"HEAD"):
-            return 405, json_type, _error_body("Method not allowed", "GeneralException")
-        wanted = f"token {self.api_key}:{self.access_token}".encode()
-        given = {name.lower(): value for name, value in request.headers}.get(b"authorization", b"")
-        if not hmac.compare_digest(given, wanted):
-            return 403, json_type, _FORBIDDEN_BODY
-        exchange = path.removeprefix("/instruments").strip("/").upper()
-        if "/" in exchange:
-            return 404, json_type, _error_body("Route not found", "GeneralException")
-        rows = [i for i in self.instruments if not exchange or i.exchange == exchange]
-        csv = kite_instruments_csv(rows).encode()
-        return 200, [(b"Content-Type", b"text/csv"), (b"Content-Encoding", b"gzip")], gzip.compress(csv)
+        await MasterEndpoint(self).serve(bind, port, context, task_status=task_status)
 
     async def _handle(self, request: WebSocketRequest) -> None:
         endpoint = request.remote
@@ -517,12 +411,12 @@ class KiteSimulator:
 
     def _reject_body(self, status: int) -> bytes:
         if status == 403:
-            return _FORBIDDEN_BODY
+            return FORBIDDEN_BODY
         if status == 429:
-            return _error_body(
+            return error_body(
                 f"Too many connections for this api_key (at most {self.max_connections}).", "NetworkException"
             )
-        return _error_body(f"Handshake refused by the simulator (HTTP {status}).", "NetworkException")
+        return error_body(f"Handshake refused by the simulator (HTTP {status}).", "NetworkException")
 
     async def _read(self, conn: _Connection) -> None:
         assert conn.ws is not None
