@@ -137,7 +137,12 @@ class SessionStore:
         iat = max(now, self._last_iat.get(app_key, 0) + 1)
         self._last_iat[app_key] = iat
         token = _jwt(
-            {"userID": f"{user_id}_{app_key}", "publicKey": app_key, "iat": iat, "exp": iat + _TOKEN_LIFETIME},
+            {
+                "userID": f"{user_id}_{app_key}",
+                "publicKey": app_key,
+                "iat": iat,
+                "exp": iat + _TOKEN_LIFETIME,
+            },
             self._signing_key,
         )
         previous = self._current.get(app_key)

@@ -275,7 +275,9 @@ class App:
         settings = self.settings
         try:
             async with trio.open_nursery() as nursery:
-                await self._send(sock, OpenPacket(sid, (), settings.ping_interval, settings.ping_timeout).encode())
+                await self._send(
+                    sock, OpenPacket(sid, (), settings.ping_interval, settings.ping_timeout).encode()
+                )
                 await self._send(sock, encode_connect())
                 joined = {
                     "type": "success",
