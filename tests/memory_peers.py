@@ -32,7 +32,16 @@ import trio.testing
 import trio_websocket
 
 from trading_ws import Broker, Event, Mode, Tick
-from trading_ws.brokers.xts import CODE_TO_MODE, OpenPacket, encode_connect, encode_full, subscription_body
+from trading_ws.brokers.xts import (
+    CODE_TO_MODE,
+    MODE_TO_CODE,
+    OpenPacket,
+    encode_connect,
+    encode_event,
+    encode_full,
+    event_name,
+    subscription_body,
+)
 
 #: What a peer's connection attempts and connections log as broken: the far end of a stream the feed
 #: abandoned or closed abruptly (expected in reconnect tests).
@@ -69,6 +78,16 @@ class PeerConnection:
             trio.EndOfChannel: the connection ended and every message was received.
         """
         return await self._messages.receive()
+
+    def pending(self) -> list[str | bytes]:
+        """Every message received and not yet taken, taken now (call it after
+        ``trio.testing.wait_all_tasks_blocked()``, when nothing is in flight any more). Does not block."""
+        taken: list[str | bytes] = []
+        while True:
+            try:
+                taken.append(self._messages.receive_nowait())
+            except (trio.WouldBlock, trio.EndOfChannel):
+                return taken
 
     async def drop(self) -> None:
         """Break the connection under the feed, with no closing handshake (the stream is closed)."""
@@ -269,15 +288,19 @@ class XtsRest:
         return None if valid and query.get("userID") == self.user_id else 401
 
     async def handle(self, request: httpx.Request) -> httpx.Response:
-        """Answer one request (httpx.MockTransport's handler); a subscription waits for `hold` first,
-        when a test has set one."""
+        """Answer one request (httpx.MockTransport's handler). A subscription is applied at once, and its
+        answer then waits for `hold` when a test has set one (the server took it; its answer is late)."""
         route = request.url.path.removeprefix("/apimarketdata")
         body: Any = json.loads(request.content) if request.content else None
         self.requests.append((request.method, route))
         self.bodies.append(body)
+        await trio.lowlevel.checkpoint()
+        response = self._answer(request, route, body)
         if route == "/instruments/subscription" and self.hold is not None:
             await self.hold.wait()
-        await trio.lowlevel.checkpoint()
+        return response
+
+    def _answer(self, request: httpx.Request, route: str, body: Any) -> httpx.Response:
         if route == "/auth/login":
             return self._login(body)
         token = request.headers.get("authorization")
@@ -292,9 +315,8 @@ class XtsRest:
             keys = [(i["exchangeSegment"], i["exchangeInstrumentID"]) for i in body["instruments"]]
             for key in keys:
                 self.subscribed.pop((*key, body["xtsMessageCode"]), None)
-            return _envelope(
-                200, "success", "s-session-0002", "unsubscribed", {"unsubList": body["instruments"]}
-            )
+            unsubscribed = {"unsubList": body["instruments"]}
+            return _envelope(200, "success", "s-session-0002", "unsubscribed", unsubscribed)
         return _envelope(404, "error", "e-route", f"no route {route}", {})
 
     def _login(self, body: Any) -> httpx.Response:
@@ -327,6 +349,11 @@ class XtsRest:
 def xts_tick(key: tuple[int, int], mode: Mode, price: float) -> Tick:
     """An XTS tick of instrument `key` in `mode` at `price` (what `encode_full` needs, nothing more)."""
     return Tick(Broker.XTS, key[1], mode, True, price, segment=key[0])
+
+
+def xts_live(key: tuple[int, int], mode: Mode, price: float) -> str:
+    """The Socket.IO message of a live XTS tick of `key` (a Full-mode ``<code>-json-full`` event)."""
+    return encode_event(event_name(MODE_TO_CODE[mode]), encode_full(xts_tick(key, mode, price)))
 
 
 def ticks_of(events: list[Event]) -> list[Tick]:

@@ -16,7 +16,7 @@ import pytest
 import trio
 import trio.testing
 import trustme
-from memory_peers import KitePeer, PeerConnection, XtsPeer, XtsRest, ticks_of, xts_tick
+from memory_peers import KitePeer, PeerConnection, XtsPeer, XtsRest, ticks_of, xts_live
 
 from trading_ws import (
     AuthenticationError,
@@ -40,11 +40,8 @@ from trading_ws import (
 )
 from trading_ws.brokers.kite import ControlMessage, decode_control, encode_frame, open_kite_feed
 from trading_ws.brokers.xts import (
-    MODE_TO_CODE,
     LoginRefusedError,
     encode_event,
-    encode_full,
-    event_name,
     open_xts_feed,
     subscription_body,
 )
@@ -396,11 +393,6 @@ async def test_wss_runs_tls_over_the_connectors_stream(
 # XTS: the REST session over httpx.MockTransport, the Socket.IO connection over memory streams
 
 
-def live(key: tuple[int, int], mode: Mode, price: float) -> str:
-    """The Socket.IO message of a live tick of `key` (a Full-mode ``<code>-json-full`` event)."""
-    return encode_event(event_name(MODE_TO_CODE[mode]), encode_full(xts_tick(key, mode, price)))
-
-
 def xts_parts(nursery: trio.Nursery) -> tuple[XtsRest, XtsPeer]:
     rest = XtsRest(SECRET_KEY)
     return rest, XtsPeer(nursery, rest)
@@ -424,7 +416,7 @@ async def test_xts_feed_runs_with_no_socket(autojump_clock: trio.abc.Clock, nurs
             (*XTS_RELIANCE, Mode.QUOTE, 100.0),
             (*XTS_INFY, Mode.QUOTE, 100.0),
         ]
-        await connection.ws.send_message(live(XTS_INFY, Mode.QUOTE, 1601.5))
+        await connection.ws.send_message(xts_live(XTS_INFY, Mode.QUOTE, 1601.5))
         assert [(t.instrument_token, t.last_price) for t in ticks_of(await feed.receive_batch())] == [
             (XTS_INFY[1], 1601.5)
         ]
@@ -452,7 +444,7 @@ async def test_xts_live_ticks_that_overtake_the_snapshot_are_held_back(
         async with trio.open_nursery() as requests_nursery:
             requests_nursery.start_soon(feed.subscribe, [XTS_INFY], Mode.LTP)
             await trio.testing.wait_all_tasks_blocked()  # the subscribe request waits for its answer
-            await connection.ws.send_message(live(XTS_INFY, Mode.LTP, 1602.0))
+            await connection.ws.send_message(xts_live(XTS_INFY, Mode.LTP, 1602.0))
             await trio.testing.wait_all_tasks_blocked()  # the feed read the live tick and held it back
             assert feed.statistics().frames == 3  # the open packet, 40, the live tick
             assert feed.statistics().queued_batches == 0
@@ -504,7 +496,7 @@ async def test_xts_dropped_socket_reconnects_with_exact_backoff_and_no_rest(
         assert peer.attempts == [0.0, 1.0, 3.0, 7.0]
         second = await peer.accepted()
         assert second.query["token"] == "token-1"
-        await second.ws.send_message(live(XTS_RELIANCE, Mode.FULL, 2900.0))
+        await second.ws.send_message(xts_live(XTS_RELIANCE, Mode.FULL, 2900.0))
         assert [t.last_price for t in ticks_of(await feed.receive_batch())] == [2900.0]
         assert rest.requests == [("POST", "/auth/login"), ("POST", "/instruments/subscription")]
         stats = feed.statistics()
