@@ -708,8 +708,8 @@ def test_a_command_without_the_sim_extra_names_it_and_exits_2(
     command = "demo" if argv[0] == "demo" else f"sim {argv[1]}"
     assert line == (
         f"trading-ws: error: 'trading-ws {command}' runs the simulators, which need the [sim] extra (not "
-        f"installed: {', '.join(missing)}): pip install 'trading-ws[sim]' (from a checkout: pip install -e "
-        "'.[sim]')"
+        f"installed: {', '.join(missing)}): pip install 'trading-ws[sim]' or 'trading-ws[all]' (from a "
+        "checkout: pip install -e '.[all]')"
     )
     assert nothing_runs == []
 
@@ -797,7 +797,8 @@ def test_the_demo_without_the_cli_extra_prints_plain_lines_and_says_why(
     if note:
         assert err == (
             "trading-ws: note: the live table needs the [cli] extra (rich is not installed): printing plain "
-            "lines; pip install 'trading-ws[cli]' (from a checkout: pip install -e '.[cli]')\n"
+            "lines; pip install 'trading-ws[cli]' or 'trading-ws[all]' (from a checkout: pip install -e "
+            "'.[all]')\n"
         )
     else:
         assert err == ""

@@ -51,13 +51,24 @@ def say(*values: object, sep: str = " ") -> None:
 
 def missing_modules(extra: str) -> list[str]:
     """The modules of `extra` (a key of `EXTRAS`) that cannot be imported here: empty when the extra is
-    installed. Does not import them (a module set to None in ``sys.modules`` counts as missing)."""
-    return [name for name in EXTRAS[extra] if importlib.util.find_spec(name) is None]
+    installed. Does not import them; a module set to None in ``sys.modules``, or one an import hook
+    refuses, counts as missing."""
+    return [name for name in EXTRAS[extra] if not _findable(name)]
+
+
+def _findable(name: str) -> bool:
+    """Whether the top-level module `name` can be found, without importing it."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # refused by a finder; in sys.modules without a spec
+        return False
 
 
 def install_hint(extra: str) -> str:
-    """How to install `extra`, from an index or from a checkout."""
-    return f"pip install 'trading-ws[{extra}]' (from a checkout: pip install -e '.[{extra}]')"
+    """How to install `extra` (or [all], every extra), from an index or from a checkout."""
+    return (
+        f"pip install 'trading-ws[{extra}]' or 'trading-ws[all]' (from a checkout: pip install -e '.[all]')"
+    )
 
 
 def leaves(error: BaseException) -> list[BaseException]:
