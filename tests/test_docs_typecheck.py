@@ -24,8 +24,8 @@ the package this interpreter imports, whatever the install mode. (mypy cannot se
 of a default ``pip install -e .``: see README.md.) Errors inside the library itself are not reported here
 (``follow_imports = silent``, as for an installed package); the project's own ``mypy`` run covers them.
 
-mypy comes with the ``lint`` extra, not ``test``: without it these tests are skipped, unless the
-environment variable ``CI`` is set (to anything but ``""``, ``0`` or ``false``), where they fail.
+mypy comes with the ``test`` extra (and ``lint``): where it is not installed these tests are skipped,
+unless the environment variable ``CI`` is set (to anything but ``""``, ``0`` or ``false``), where they fail.
 """
 
 from __future__ import annotations
@@ -209,8 +209,8 @@ def mypy_errors(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]
         from mypy import api
     except ImportError:
         if mypy_required():
-            pytest.fail("mypy is not installed, and CI is set: install the lint extra before this test")
-        pytest.skip("mypy is not installed (it comes with the lint extra: pip install -e '.[lint]')")
+            pytest.fail("mypy is not installed, and CI is set: install the test extra before this test")
+        pytest.skip("mypy is not installed (it comes with the test extra: pip install -e '.[test]')")
     import trading_ws
 
     base = tmp_path_factory.mktemp("docs_typecheck")

@@ -18,7 +18,9 @@ callbacks: tests/test_docs_typecheck.py type-checks them, nothing runs them.
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
+import tomllib
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from functools import partial
@@ -226,3 +228,45 @@ def test_architecture_match_example_names_every_event(monkeypatch: pytest.Monkey
         symbol="NSE:RELIANCE",
     )
     assert describe(candle) == "NSE:RELIANCE bar at 09:30: close 1.5"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The set-up commands: the README's two (one runs the demo, one the tests), the same in getting-started.md,
+# the test command run verbatim by CI, and the extras they name present in pyproject.toml.
+
+DEMO_COMMAND = (
+    "python3 -m venv .venv && .venv/bin/pip install -e '.[all]' && .venv/bin/trading-ws demo --duration 20"
+)
+TEST_COMMAND = "python3 -m venv .venv && .venv/bin/pip install -e '.[test]' && .venv/bin/pytest"
+
+
+def shell_blocks(page: str) -> list[str]:
+    """The ```sh blocks of `page`, each stripped."""
+    text = (ROOT / page).read_text(encoding="utf-8")
+    return [m.group(1).strip() for m in re.finditer(r"^```sh\n(.*?)^```", text, re.MULTILINE | re.DOTALL)]
+
+
+def test_the_readme_has_exactly_the_two_set_up_commands() -> None:
+    assert shell_blocks("README.md") == [DEMO_COMMAND, TEST_COMMAND]
+    assert shell_blocks("docs/getting-started.md") == [DEMO_COMMAND, TEST_COMMAND]
+
+
+def test_ci_runs_the_readme_test_command_verbatim() -> None:
+    lines = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert TEST_COMMAND in lines
+    # ...in a fresh environment: the old one is removed before it.
+    assert lines.index("rm -rf .venv") < lines.index(TEST_COMMAND)
+
+
+def test_the_set_up_commands_install_what_they_run() -> None:
+    """The demo's extra brings the simulators and the table; the test extra brings what the suite imports."""
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"][
+        "optional-dependencies"
+    ]
+    assert extras["all"] == ["trading-ws[cli,sim]"]
+    assert "trading-ws[cli,sim]" in extras["test"]
+    assert {"pytest", "pytest-trio", "hypothesis"} <= {re.split(r"[<>=!~; ]", r)[0] for r in extras["test"]}
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for extra in extras:
+        assert f"`[{extra}]`" in readme, f"the README's table of extras leaves out [{extra}]"
+    assert "`pip install trading-ws`" in readme
