@@ -9,6 +9,7 @@ import pickle
 import random
 import re
 import struct
+from datetime import datetime
 from itertools import islice
 from types import ModuleType
 
@@ -32,7 +33,9 @@ from trading_ws import (
     OrderUpdate,
     Tick,
     TradingWsError,
+    _model as model_module,
 )
+from trading_ws._model import BookTickBuilder, full_tick, ltp_tick, quote_tick
 from trading_ws.brokers.kite import decode_frame, encode_frame
 
 # ---------------------------------------------------------------------------------------------------------
@@ -243,7 +246,9 @@ def test_tick_defaults() -> None:
 
 
 def test_tick_field_order_is_positional_api() -> None:
-    # decode_frame builds ticks positionally: the order of fields is part of the contract.
+    # ``Tick(...)`` takes its fields positionally, and applications do: the order is part of the contract.
+    # A field added or moved fails here, and must then be added to the builders (ltp_tick, quote_tick,
+    # full_tick; test_builders_set_every_field checks that they do).
     assert [f.name for f in attrs.fields(Tick)] == [
         "broker",
         "instrument_token",
@@ -267,6 +272,107 @@ def test_tick_field_order_is_positional_api() -> None:
         "symbol",
         "segment",
     ]
+
+
+def test_mode_rank_is_a_plain_int_per_member() -> None:
+    assert {m: m.rank for m in Mode} == {Mode.LTP: 0, Mode.QUOTE: 1, Mode.FULL: 2}
+    assert all(type(m.rank) is int for m in Mode)
+    assert Mode("quote").rank == 1
+    assert pickle.loads(pickle.dumps(Mode.FULL)).rank == 2
+
+
+WHEN = datetime(2024, 6, 3, 9, 15, 2, tzinfo=IST)
+BOOK = Depth([DepthLevel(1.0, 2, 3)], [DepthLevel(1.5, 4, 5)])
+
+
+def test_ltp_builder_equals_the_keyword_tick() -> None:
+    tick = ltp_tick(Broker.XTS, 2885, True, 1500.25, 7, WHEN, 9.5, 1, symbol="NSE:RELIANCE")
+    assert tick == Tick(
+        Broker.XTS,
+        2885,
+        Mode.LTP,
+        True,
+        1500.25,
+        last_quantity=7,
+        exchange_time=WHEN,
+        received_at=9.5,
+        symbol="NSE:RELIANCE",
+        segment=1,
+    )
+    assert tick.mode is Mode.LTP
+    assert ltp_tick(Broker.KITE, 1, False, 2.0, None, None, 0.0, 9) == Tick(
+        Broker.KITE, 1, Mode.LTP, False, 2.0, segment=9
+    )
+
+
+@pytest.mark.parametrize(("builder", "mode"), [(quote_tick, Mode.QUOTE), (full_tick, Mode.FULL)])
+def test_book_builders_equal_the_keyword_tick(builder: BookTickBuilder, mode: Mode) -> None:
+    ohlc = Ohlc(1.0, 2.0, 0.5, 1.5)
+    later = datetime(2024, 6, 3, 9, 15, 3, tzinfo=IST)
+    tick = builder(
+        Broker.KITE, 408065, True, 1.25, 3, 1.2, 400, 10, 20, ohlc, -16.6, WHEN, later, BOOK, 4.0, 1,
+        oi=11, oi_day_high=12, oi_day_low=13, symbol="NSE:INFY",
+    )  # fmt: skip
+    assert tick == Tick(
+        broker=Broker.KITE,
+        instrument_token=408065,
+        mode=mode,
+        tradable=True,
+        last_price=1.25,
+        last_quantity=3,
+        average_price=1.2,
+        volume=400,
+        total_buy_quantity=10,
+        total_sell_quantity=20,
+        ohlc=ohlc,
+        change=-16.6,
+        last_trade_time=WHEN,
+        exchange_time=later,
+        oi=11,
+        oi_day_high=12,
+        oi_day_low=13,
+        depth=BOOK,
+        received_at=4.0,
+        symbol="NSE:INFY",
+        segment=1,
+    )
+    assert tick.mode is mode
+    bare = builder(
+        Broker.XTS, 1, False, 2.0, None, None, None, None, None, None, None, None, None, None, 0.0, None
+    )
+    assert bare == Tick(Broker.XTS, 1, mode, False, 2.0)
+
+
+def test_builders_set_every_field() -> None:
+    # A field added to Tick but not to a builder would be an unset slot: reading it raises AttributeError.
+    names = [f.name for f in attrs.fields(Tick)]
+    built = [
+        ltp_tick(Broker.KITE, 1, True, 1.0, None, None, 0.0, 1),
+        quote_tick(
+            Broker.KITE, 1, True, 1.0, None, None, None, None, None, None, None, None, None, None, 0.0, 1
+        ),
+        full_tick(
+            Broker.KITE, 1, True, 1.0, None, None, None, None, None, None, None, None, None, None, 0.0, 1
+        ),
+    ]
+    for tick in built:
+        assert [name for name in names if not hasattr(tick, name)] == []
+        assert attrs.evolve(tick) == tick
+    # Every builder argument is a Tick field, named as the field is.
+    for builder in (ltp_tick, quote_tick, full_tick):
+        params = list(inspect.signature(builder).parameters)
+        assert set(params) <= set(names), builder.__name__
+        assert "mode" not in params
+    assert [b.__name__ for b in (ltp_tick, quote_tick, full_tick)] == ["ltp_tick", "quote_tick", "full_tick"]
+
+
+def test_model_knows_no_wire_format() -> None:
+    # docs/architecture.md: no module outside brokers/<name>/ knows a wire format.
+    source = inspect.getsource(model_module)
+    assert "import struct" not in source
+    assert "struct." not in source
+    assert not any(name.startswith(("_KITE", "_XTS")) for name in vars(model_module))
+    assert set(Depth.__slots__) == {"_bids", "_asks"}
 
 
 def test_tick_is_a_slotted_value() -> None:

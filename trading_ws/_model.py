@@ -16,10 +16,9 @@ A field that a packet kind does not carry is `None`.
 from __future__ import annotations
 
 import enum
-import struct
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Any, TypeAlias
+from typing import Any, Final, Protocol, TypeAlias
 
 import attrs
 
@@ -69,7 +68,13 @@ class Mode(enum.StrEnum):
 
     Modes are ordered by how much they carry: ``Mode.LTP < Mode.QUOTE < Mode.FULL`` (a plain string
     such as ``"quote"`` compares by the same rank; an unknown one raises TypeError).
+
+    Each member's `rank` is that order as an int: 0 for LTP, 1 for QUOTE, 2 for FULL.
     """
+
+    #: 0 for LTP, 1 for QUOTE, 2 for FULL. A plain attribute of each member (not a property), as cheap to
+    #: read as a dictionary lookup, for code that counts or compares modes per tick.
+    rank: int
 
     LTP = "ltp"
     """Last traded price only."""
@@ -78,29 +83,28 @@ class Mode(enum.StrEnum):
     FULL = "full"
     """Everything: quote plus timestamps, open interest and five levels of market depth."""
 
-    @property
-    def rank(self) -> int:
-        """0 for LTP, 1 for QUOTE, 2 for FULL."""
-        return _MODE_RANK[self]
+    def __init__(self, value: str) -> None:
+        # Members are created in the order they are written: LTP, QUOTE, FULL.
+        self.rank = len(type(self).__members__)
 
     def __lt__(self, other: object) -> bool:
-        rank = _rank_of(other)
-        return NotImplemented if rank is None else _MODE_RANK[self] < rank
+        theirs = _rank_of(other)
+        return NotImplemented if theirs is None else self.rank < theirs
 
     def __le__(self, other: object) -> bool:
-        rank = _rank_of(other)
-        return NotImplemented if rank is None else _MODE_RANK[self] <= rank
+        theirs = _rank_of(other)
+        return NotImplemented if theirs is None else self.rank <= theirs
 
     def __gt__(self, other: object) -> bool:
-        rank = _rank_of(other)
-        return NotImplemented if rank is None else _MODE_RANK[self] > rank
+        theirs = _rank_of(other)
+        return NotImplemented if theirs is None else self.rank > theirs
 
     def __ge__(self, other: object) -> bool:
-        rank = _rank_of(other)
-        return NotImplemented if rank is None else _MODE_RANK[self] >= rank
+        theirs = _rank_of(other)
+        return NotImplemented if theirs is None else self.rank >= theirs
 
 
-_MODE_RANK = {Mode.LTP: 0, Mode.QUOTE: 1, Mode.FULL: 2}
+_LTP = Mode.LTP
 
 
 def coerce_mode(value: object) -> Mode:
@@ -130,7 +134,7 @@ def _rank_of(other: object) -> int | None:
     if not isinstance(other, str):
         return None
     try:
-        return _MODE_RANK[Mode(other)]
+        return Mode(other).rank
     except ValueError:
         raise TypeError(f"cannot compare a Mode with {other!r}") from None
 
@@ -159,35 +163,26 @@ class DepthLevel:
 class Depth:
     """Market depth: bid and ask levels in the order the broker sent them (best first).
 
-    ``Depth(bids, asks)`` takes two sequences of `DepthLevel`. Depth decoded from a Kite frame keeps the
-    packet's integers and builds its `DepthLevel` objects the first time `bids` or `asks` is read (then
-    keeps them): ten objects per full packet would otherwise be most of the cost of decoding a tick that
-    many consumers only read the last price of. Equality, hashing (none: depth is mutable) and repr
-    behave as for a plain two-field value class.
+    ``Depth(bids, asks)`` takes two sequences of `DepthLevel`. Equality, hashing (none: depth is mutable)
+    and repr behave as for a plain two-field value class.
+
+    A broker's codec may return a private subclass that keeps the decoded wire data and builds its
+    `DepthLevel` objects the first time `bids` or `asks` is read (then keeps them): ten objects per packet
+    would otherwise be most of the cost of decoding a tick that many consumers only read the last price
+    of. Such a subclass is made with ``object.__new__``, sets ``_bids`` and ``_asks`` to None and
+    implements `_materialize`; it compares, prints and pickles as the plain value does.
     """
 
-    __slots__ = ("_asks", "_bids", "_divisor", "_packed")
+    __slots__ = ("_asks", "_bids")
 
     def __init__(self, bids: Sequence[DepthLevel], asks: Sequence[DepthLevel]) -> None:
         self._bids: Sequence[DepthLevel] | None = bids
         self._asks: Sequence[DepthLevel] | None = asks
-        self._packed = b""
-        self._divisor = 1.0
 
     def _materialize(self) -> None:
-        # Kite full packets: the 120 depth bytes, as (quantity, raw price, orders) x 5 bids, x 5 asks.
-        # ``new(DepthLevel); init(level, ...)`` is ``DepthLevel(...)`` without type.__call__ (faster).
-        d = self._divisor
-        new = _new_object
-        init = _init_level
-        levels: list[DepthLevel] = []
-        append = levels.append
-        for quantity, price, orders in _KITE_LEVEL.iter_unpack(self._packed):
-            level = new(DepthLevel)
-            init(level, price / d, quantity, orders)
-            append(level)
-        self._bids = levels[:5]
-        self._asks = levels[5:]
+        """Set ``_bids`` and ``_asks`` from the wire data (the hook of a lazy subclass; a `Depth` built
+        with its levels never calls it)."""
+        raise NotImplementedError(f"{type(self).__name__} has no wire data to build its levels from")
 
     @property
     def bids(self) -> Sequence[DepthLevel]:
@@ -216,9 +211,9 @@ class Depth:
         return f"Depth(bids={list(self.bids)!r}, asks={list(self.asks)!r})"
 
 
-_KITE_LEVEL = struct.Struct(">IIHxx")
-
-
+# The field order is the order of Tick's positional arguments: tests/test_model.py pins it, so that a field
+# added or moved is also added to the builders below (ltp_tick, quote_tick, full_tick) and checked at every
+# positional ``Tick(...)`` call rather than silently shifting their arguments.
 @attrs.define(slots=True)
 class Tick:
     """One market-data update for one instrument, in the shape every broker fills.
@@ -257,13 +252,148 @@ class Tick:
     """The broker's segment id for this instrument (Kite: ``token & 0xFF``; XTS: ExchangeSegment)."""
 
 
-# Hot-path construction, for the decoders: ``obj = _new_object(Cls); _init_cls(obj, ...)`` builds the same
-# object as ``Cls(...)`` (these attrs classes define no __new__), but a Python-to-Python call of __init__
-# skips type.__call__: about 140 ns less per Tick on the project's machines.
+# ---------------------------------------------------------------------------------------------------------
+# Hot-path construction, for the decoders. ``obj = _new_object(Cls)`` then setting every field builds the
+# same object as ``Cls(...)`` (these attrs classes define no __new__, no validators, no converters) but
+# skips type.__call__: about 140 ns less per Tick on the project's machines. The tick builders set the
+# fields by name, so their callers do not depend on the order of Tick's fields; each costs what the
+# positional ``Tick.__init__`` call it replaces cost (one Python call, one store per field).
+
 _new_object = object.__new__
-_init_tick = Tick.__init__
 _init_ohlc = Ohlc.__init__
 _init_level = DepthLevel.__init__
+_init_tick = Tick.__init__  # TEMPORARY (codec split in progress)
+
+
+def ltp_tick(
+    broker: Broker,
+    instrument_token: int,
+    tradable: bool,
+    last_price: float,
+    last_quantity: int | None,
+    exchange_time: datetime | None,
+    received_at: float,
+    segment: int | None,
+    symbol: str | None = None,
+) -> Tick:
+    """A `Tick` of mode LTP: the last price (XTS also sends the last quantity and the exchange time),
+    every other field None. Does not block, raises nothing."""
+    tick = _new_object(Tick)
+    tick.broker = broker
+    tick.instrument_token = instrument_token
+    tick.mode = _LTP
+    tick.tradable = tradable
+    tick.last_price = last_price
+    tick.last_quantity = last_quantity
+    tick.average_price = None
+    tick.volume = None
+    tick.total_buy_quantity = None
+    tick.total_sell_quantity = None
+    tick.ohlc = None
+    tick.change = None
+    tick.last_trade_time = None
+    tick.exchange_time = exchange_time
+    tick.oi = None
+    tick.oi_day_high = None
+    tick.oi_day_low = None
+    tick.depth = None
+    tick.received_at = received_at
+    tick.symbol = symbol
+    tick.segment = segment
+    return tick
+
+
+class BookTickBuilder(Protocol):
+    """The signature of `quote_tick` and `full_tick`, which differ only in the mode they stamp."""
+
+    __name__: str
+
+    def __call__(
+        self,
+        broker: Broker,
+        instrument_token: int,
+        tradable: bool,
+        last_price: float,
+        last_quantity: int | None,
+        average_price: float | None,
+        volume: int | None,
+        total_buy_quantity: int | None,
+        total_sell_quantity: int | None,
+        ohlc: Ohlc | None,
+        change: float | None,
+        last_trade_time: datetime | None,
+        exchange_time: datetime | None,
+        depth: Depth | None,
+        received_at: float,
+        segment: int | None,
+        oi: int | None = None,
+        oi_day_high: int | None = None,
+        oi_day_low: int | None = None,
+        symbol: str | None = None,
+    ) -> Tick:
+        """A `Tick` of the builder's mode with these fields. Does not block, raises nothing."""
+        ...
+
+
+def _book_tick_builder(mode: Mode) -> BookTickBuilder:
+    def build(
+        broker: Broker,
+        instrument_token: int,
+        tradable: bool,
+        last_price: float,
+        last_quantity: int | None,
+        average_price: float | None,
+        volume: int | None,
+        total_buy_quantity: int | None,
+        total_sell_quantity: int | None,
+        ohlc: Ohlc | None,
+        change: float | None,
+        last_trade_time: datetime | None,
+        exchange_time: datetime | None,
+        depth: Depth | None,
+        received_at: float,
+        segment: int | None,
+        oi: int | None = None,
+        oi_day_high: int | None = None,
+        oi_day_low: int | None = None,
+        symbol: str | None = None,
+    ) -> Tick:
+        tick = _new_object(Tick)
+        tick.broker = broker
+        tick.instrument_token = instrument_token
+        tick.mode = mode
+        tick.tradable = tradable
+        tick.last_price = last_price
+        tick.last_quantity = last_quantity
+        tick.average_price = average_price
+        tick.volume = volume
+        tick.total_buy_quantity = total_buy_quantity
+        tick.total_sell_quantity = total_sell_quantity
+        tick.ohlc = ohlc
+        tick.change = change
+        tick.last_trade_time = last_trade_time
+        tick.exchange_time = exchange_time
+        tick.oi = oi
+        tick.oi_day_high = oi_day_high
+        tick.oi_day_low = oi_day_low
+        tick.depth = depth
+        tick.received_at = received_at
+        tick.symbol = symbol
+        tick.segment = segment
+        return tick
+
+    build.__name__ = build.__qualname__ = f"{mode.value}_tick"
+    build.__doc__ = (
+        f"A `Tick` of mode {mode.name} with these fields (open interest and the symbol None unless "
+        "given). Does not block, raises nothing."
+    )
+    return build
+
+
+#: A `Tick` of mode QUOTE (see `BookTickBuilder` for the arguments).
+quote_tick: Final = _book_tick_builder(Mode.QUOTE)
+#: A `Tick` of mode FULL (see `BookTickBuilder` for the arguments).
+full_tick: Final = _book_tick_builder(Mode.FULL)
 
 
 @attrs.frozen

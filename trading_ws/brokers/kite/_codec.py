@@ -28,7 +28,6 @@ import msgspec
 
 from ..._errors import DecodeError
 from ..._model import (
-    IST,
     Broker,
     BrokerError,
     BrokerMessage,
@@ -39,10 +38,14 @@ from ..._model import (
     Ohlc,
     OrderUpdate,
     Tick,
+    _init_level,
     _init_ohlc,
-    _init_tick,
     _new_object,
+    full_tick,
+    ltp_tick,
+    quote_tick,
 )
+from .._timecache import TimeCache
 
 __all__ = [
     "FULL_PACKET_SIZE",
@@ -74,7 +77,8 @@ _INDEX_QUOTE = struct.Struct(">7I")
 _INDEX_FULL = struct.Struct(">8I")
 _QUOTE = struct.Struct(">11I")
 _FULL = struct.Struct(">16I" + "IIHxx" * 10)
-_FULL_HEAD = struct.Struct(">16I")  # the depth bytes (64..184) are unpacked lazily by Depth
+_FULL_HEAD = struct.Struct(">16I")  # the depth bytes (64..184) are unpacked lazily by _PackedDepth
+_LEVEL = struct.Struct(">IIHxx")  # one depth level: quantity, raw price, orders
 assert _FULL.size == FULL_PACKET_SIZE
 assert _QUOTE.size == QUOTE_PACKET_SIZE
 
@@ -84,9 +88,6 @@ _DIVISORS: Final[tuple[float, ...]] = tuple(
 )
 
 _KITE = Broker.KITE
-_LTP_MODE = Mode.LTP
-_QUOTE_MODE = Mode.QUOTE
-_FULL_MODE = Mode.FULL
 
 
 def price_divisor(instrument_token: int) -> float:
@@ -94,21 +95,37 @@ def price_divisor(instrument_token: int) -> float:
     return _DIVISORS[instrument_token & 0xFF]
 
 
-# Exchange timestamps repeat across the packets of a frame and across frames within a second, so a small
-# cache turns most `datetime.fromtimestamp` calls into one dict lookup.
-_TIME_CACHE: dict[int, datetime] = {}
-_TIME_CACHE_MAX: Final = 512  # live timestamps cluster around "now": a few minutes of seconds
+#: Exchange time (Unix seconds) -> IST datetime, None for 0: the timestamps of a feed repeat within a second.
+_TIME_CACHE: Final = TimeCache()
 
 
-def _to_datetime(seconds: int) -> datetime | None:
-    if not seconds:
-        return None
-    value = _TIME_CACHE.get(seconds)
-    if value is None:
-        if len(_TIME_CACHE) >= _TIME_CACHE_MAX:
-            _TIME_CACHE.clear()
-        value = _TIME_CACHE[seconds] = datetime.fromtimestamp(seconds, IST)
-    return value
+class _PackedDepth(Depth):
+    """The `Depth` of a full packet: keeps the packet's 120 depth bytes and builds its `DepthLevel` objects
+    on first access to ``bids``/``asks``.
+
+    Most consumers read only the last price; ten levels per packet would otherwise be most of the cost of
+    decoding it. Behaves exactly as ``Depth(bids, asks)`` (equality, repr, pickling).
+    """
+
+    __slots__ = ("_divisor", "_packed")
+
+    _packed: bytes
+    """(quantity, raw price, orders) x 5 bids, then x 5 asks."""
+    _divisor: float
+
+    def _materialize(self) -> None:
+        # ``new(DepthLevel); init(level, ...)`` is ``DepthLevel(...)`` without type.__call__ (faster).
+        d = self._divisor
+        new = _new_object
+        init = _init_level
+        levels: list[DepthLevel] = []
+        append = levels.append
+        for quantity, price, orders in _LEVEL.iter_unpack(self._packed):
+            level = new(DepthLevel)
+            init(level, price / d, quantity, orders)
+            append(level)
+        self._bids = levels[:5]
+        self._asks = levels[5:]
 
 
 def _change(last: float, close: float) -> float:
@@ -140,10 +157,8 @@ def decode_frame(data: bytes | bytearray | memoryview | str, received_at: float 
     if size < 2:
         return []  # heartbeat (or an empty message): no data
     divisors = _DIVISORS
-    to_dt = _to_datetime
     times = _TIME_CACHE
     new = _new_object
-    init_tick = _init_tick
     init_ohlc = _init_ohlc
     unpack_full = _FULL_HEAD.unpack_from
     (count,) = _U16.unpack_from(buf, 0)
@@ -168,114 +183,93 @@ def decode_frame(data: bytes | bytearray | memoryview | str, received_at: float 
             d = divisors[seg]
             last = v[1] / d
             close = v[10] / d
-            depth = new(Depth)
+            depth = new(_PackedDepth)
             depth._bids = depth._asks = None
             depth._packed = buf[start + 64 : offset]
             depth._divisor = d
             ohlc = new(Ohlc)
             init_ohlc(ohlc, v[7] / d, v[8] / d, v[9] / d, close)
-            tick = new(Tick)
-            init_tick(
-                tick,
-                _KITE,
-                token,
-                _FULL_MODE,
-                seg != 9,
-                last,
-                v[2],
-                v[3] / d,
-                v[4],
-                v[5],
-                v[6],
-                ohlc,
-                (last - close) * 100 / close if close else 0.0,
-                times.get(v[11]) or to_dt(v[11]),
-                times.get(v[15]) or to_dt(v[15]),
-                v[12],
-                v[13],
-                v[14],
-                depth,
-                received_at,
-                None,
-                seg,
+            append(
+                full_tick(
+                    _KITE,
+                    token,
+                    seg != INDICES_SEGMENT,
+                    last,
+                    v[2],  # last quantity
+                    v[3] / d,  # average price
+                    v[4],  # volume
+                    v[5],  # total buy quantity
+                    v[6],  # total sell quantity
+                    ohlc,
+                    (last - close) * 100 / close if close else 0.0,
+                    times[v[11]],  # last trade time
+                    times[v[15]],  # exchange time
+                    depth,
+                    received_at,
+                    seg,
+                    v[12],  # open interest, its day high and day low
+                    v[13],
+                    v[14],
+                )
             )
-            append(tick)
         elif length == QUOTE_PACKET_SIZE:
             v = _QUOTE.unpack_from(buf, start)
             token = v[0]
-            d = divisors[token & 0xFF]
+            seg = token & 0xFF
+            d = divisors[seg]
             last = v[1] / d
             close = v[10] / d
             ohlc = new(Ohlc)
             init_ohlc(ohlc, v[7] / d, v[8] / d, v[9] / d, close)
-            tick = new(Tick)
-            init_tick(
-                tick,
-                _KITE,
-                token,
-                _QUOTE_MODE,
-                (token & 0xFF) != INDICES_SEGMENT,
-                last,
-                v[2],
-                v[3] / d,
-                v[4],
-                v[5],
-                v[6],
-                ohlc,
-                (last - close) * 100 / close if close != 0 else 0.0,
-                None,
-                None,
-                None,
-                None,
-                None,
-                None,
-                received_at,
-                None,
-                token & 0xFF,
+            append(
+                quote_tick(
+                    _KITE,
+                    token,
+                    seg != INDICES_SEGMENT,
+                    last,
+                    v[2],
+                    v[3] / d,
+                    v[4],
+                    v[5],
+                    v[6],
+                    ohlc,
+                    (last - close) * 100 / close if close else 0.0,
+                    None,
+                    None,
+                    None,
+                    received_at,
+                    seg,
+                )
             )
-            append(tick)
         elif length == LTP_PACKET_SIZE:
             token, raw_last = _LTP.unpack_from(buf, start)
-            tick = new(Tick)
-            init_tick(
-                tick,
-                _KITE,
-                token,
-                _LTP_MODE,
-                (token & 0xFF) != INDICES_SEGMENT,
-                raw_last / divisors[token & 0xFF],
-                None,
-                None,
-                None,
-                None,
-                None,
-                None,
-                None,
-                None,
-                None,
-                None,
-                None,
-                None,
-                None,
-                received_at,
-                None,
-                token & 0xFF,
+            seg = token & 0xFF
+            append(
+                ltp_tick(
+                    _KITE,
+                    token,
+                    seg != INDICES_SEGMENT,
+                    raw_last / divisors[seg],
+                    None,
+                    None,
+                    received_at,
+                    seg,
+                )
             )
-            append(tick)
         elif length in (INDEX_QUOTE_PACKET_SIZE, INDEX_FULL_PACKET_SIZE):
             full = length == INDEX_FULL_PACKET_SIZE
             v = (_INDEX_FULL if full else _INDEX_QUOTE).unpack_from(buf, start)
             token = v[0]
-            d = divisors[token & 0xFF]
+            seg = token & 0xFF
+            d = divisors[seg]
             last = v[1] / d
             close = v[5] / d
             # Index order on the wire: high, low, open, close (not open, high, low, close).
             append(
-                Tick(
+                (full_tick if full else quote_tick)(
                     _KITE,
                     token,
-                    _FULL_MODE if full else _QUOTE_MODE,
-                    (token & 0xFF) != INDICES_SEGMENT,
+                    seg != INDICES_SEGMENT,
                     last,
                     None,
                     None,
@@ -285,14 +279,10 @@ def decode_frame(data: bytes | bytearray | memoryview | str, received_at: float 
                     Ohlc(v[4] / d, v[2] / d, v[3] / d, close),
                     _change(last, close),
                     None,
-                    to_dt(v[7]) if full else None,
-                    None,
-                    None,
-                    None,
+                    times[v[7]] if full else None,
                     None,
                     received_at,
-                    None,
-                    token & 0xFF,
+                    seg,
                 )
             )
         else:
