@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 import math
+import os
 import signal
 import socket
 import ssl
@@ -825,3 +826,46 @@ async def test_without_the_extras_the_command_fails_in_one_line_with_no_tracebac
     line = _one_error_line(result.stderr.decode())
     assert "need the [sim] extra (not installed: hypercorn, trustme)" in line
     assert "pip install 'trading-ws[sim]'" in line
+
+
+# The demo on a terminal where rich cannot be imported: the child's stdout is a pseudo-terminal.
+NO_RICH_CHILD = """
+import sys
+sys.modules["rich"] = None
+from trading_ws.cli import main
+code = main(["demo", "--duration", "1.5", "--symbols", "NSE:INFY", "--tick-interval", "0.05"])
+loaded = sorted(m for m, v in sys.modules.items() if m.startswith("rich") and v is not None)
+print("exit", code, "rich loaded:", loaded)
+"""
+
+
+def test_the_demo_on_a_terminal_without_rich_prints_plain_lines() -> None:
+    primary, secondary = os.openpty()
+    try:
+        child = subprocess.Popen(
+            [sys.executable, "-c", NO_RICH_CHILD], stdout=secondary, stderr=subprocess.PIPE, text=True
+        )
+        os.close(secondary)
+        output = bytearray()
+        while True:  # until the child closes its end (EIO on Linux, an empty read elsewhere)
+            try:
+                chunk = os.read(primary, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            output += chunk
+        _, err = child.communicate(timeout=60)
+    finally:
+        os.close(primary)
+    lines = output.decode().replace("\r\n", "\n").splitlines()
+    assert child.returncode == 0, err
+    assert err == (
+        "trading-ws: note: the live table needs the [cli] extra (rich is not installed): printing plain "
+        "lines; pip install 'trading-ws[cli]' or 'trading-ws[all]' (from a checkout: pip install -e "
+        "'.[all]')\n"
+    )
+    assert lines[-1] == "exit 0 rich loaded: []"
+    assert lines[-2].startswith("demo finished: ")
+    assert any("  NSE:INFY  " in line for line in lines)
+    assert any("status=connected total_ticks=" in line for line in lines)
