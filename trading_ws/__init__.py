@@ -1,4 +1,10 @@
-"""trading_ws: Trio-native real-time market data from Indian brokers through one typed API."""
+"""trading_ws: Trio-native real-time market data from Indian brokers through one typed API.
+
+This package, the brokers (``trading_ws.brokers.kite``, ``trading_ws.brokers.xts``) and
+``trading_ws.testing``'s in-memory ``FakeBroker`` are the core install (``pip install trading-ws``). The
+simulators (``trading_ws.sim``) need the ``[sim]`` extra, and the live table of the ``trading-ws demo``
+command the ``[cli]`` extra; ``[all]`` installs both (README.md, "Install").
+"""
 
 from ._backoff import Backoff as Backoff
 from ._errors import (
