@@ -1,4 +1,5 @@
-"""Developer tasks: ``nox -s tests``, ``nox -s lint``, ``nox -s typecheck``, ``nox -s bench``."""
+"""Developer tasks: ``nox -s tests``, ``nox -s lint``, ``nox -s typecheck``, ``nox -s bench``, ``nox -s lean``
+(the core install without extras)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,48 @@ def typecheck(session: nox.Session) -> None:
     """mypy --strict over the package, the tests and the benchmarks."""
     session.install("-e", ".[lint]")
     session.run("mypy")
+
+
+# What `nox -s lean` runs in the core install: the library and FakeBroker work, the simulators and the
+# commands that run them name the [sim] extra.
+LEAN_CHECK = """
+import subprocess, sys
+import trio, trio.testing
+from trading_ws import Mode, Tick, open_market_data
+from trading_ws.testing import FakeBroker
+
+async def main():
+    broker = FakeBroker(["NSE:INFY"])
+    async with open_market_data(broker) as md, md.subscribe(["NSE:INFY"], mode=Mode.LTP) as sub:
+        broker.push(broker.tick("NSE:INFY", 1500.5))
+        [tick] = await sub.receive_batch()
+        assert isinstance(tick, Tick) and tick.last_price == 1500.5, tick
+
+trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+try:
+    import trading_ws.sim
+except ImportError as exc:
+    print("import trading_ws.sim:", exc)
+else:
+    sys.exit("trading_ws.sim imported without the [sim] extra")
+demo = subprocess.run(["trading-ws", "demo"], capture_output=True, text=True)
+assert demo.returncode == 2 and "[sim]" in demo.stderr, demo
+print("trading-ws demo:", demo.stderr.strip())
+"""
+
+
+@nox.session(reuse_venv=False)
+def lean(session: nox.Session) -> None:
+    """The core install, as an embedding application gets it (``pip install .``, no extras, a fresh
+    environment each time): installs neither rich nor hypercorn nor trustme, and the library runs without
+    them."""
+    session.install(".")
+    listed = session.run("python", "-m", "pip", "list", "--format", "freeze", silent=True)
+    installed = {line.split("==")[0].lower() for line in str(listed).split()}
+    extras = installed & {"rich", "hypercorn", "trustme"}
+    if extras:
+        session.error(f"the core install brought {sorted(extras)}")
+    session.run("python", "-c", LEAN_CHECK)
 
 
 @nox.session
