@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import attrs
 import pytest
 import trio
 import trio.testing
@@ -10,16 +11,19 @@ from hypothesis import given, strategies as st
 from trading_ws import (
     Broker,
     ConfigurationError,
+    Depth,
+    DepthLevel,
     Disconnected,
     Event,
     FeedClosedError,
     Mode,
+    Ohlc,
     Overflow,
     RateLimit,
     SlowConsumerError,
     Tick,
 )
-from trading_ws._fanout import SubscriberQueue, coerce_overflow
+from trading_ws._fanout import SubscriberQueue, coerce_overflow, reduce_tick
 from trading_ws._ratelimit import TokenBucket
 from trading_ws.brokers._queue import BatchQueue
 
@@ -388,3 +392,37 @@ async def test_a_cancelled_get_batch_takes_nothing() -> None:
     assert scope.cancelled_caught
     assert queue.statistics().depth == 1
     assert len(await queue.get_batch()) == 1
+
+
+def test_a_reduced_tick_keeps_exactly_the_fields_of_its_mode() -> None:
+    """What the router hands a holder of a lower mode: the same tick with the richer fields cleared."""
+    ohlc = Ohlc(1.0, 2.0, 0.5, 1.5)
+    depth = Depth([DepthLevel(99.5, 10, 1)], [DepthLevel(100.5, 20, 2)])
+    full = Tick(
+        Broker.KITE,
+        7,
+        Mode.FULL,
+        True,
+        100.0,
+        5,
+        99.9,
+        1000,
+        10,
+        20,
+        ohlc,
+        0.5,
+        None,
+        None,
+        30,
+        40,
+        20,
+        depth,
+        123.0,
+        "NSE:X",
+        1,
+    )
+    quote = reduce_tick(full, Mode.QUOTE.rank)
+    assert quote == attrs.evolve(full, mode=Mode.QUOTE, depth=None)
+    ltp = reduce_tick(full, Mode.LTP.rank)
+    assert ltp == Tick(Broker.KITE, 7, Mode.LTP, True, 100.0, received_at=123.0, symbol="NSE:X", segment=1)
+    assert full.depth is depth  # the original is untouched

@@ -1,4 +1,5 @@
-"""Per-subscriber bounded queues with explicit slow-consumer policies.
+"""Fan-out: the router that hands each broker frame to the subscribers' queues, and those queues (bounded,
+with explicit slow-consumer policies).
 
 The manager's reader hands each subscriber one list per broker frame with `SubscriberQueue.put`, which is
 synchronous and never blocks: a slow subscriber cannot stall the reader or any other subscriber. What
@@ -14,18 +15,47 @@ took nothing from the queue.
 from __future__ import annotations
 
 import enum
+import hashlib
+import json
 from collections import deque
-from typing import Final
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Final
 
 import attrs
 import trio
 
 from ._errors import ConfigurationError, FeedClosedError, TradingWsError
-from ._model import Event, Tick
+from ._model import (
+    Connected,
+    Disconnected,
+    Event,
+    Gap,
+    OrderUpdate,
+    Reconnecting,
+    Resubscribed,
+    Tick,
+    ltp_tick,
+    quote_tick,
+)
 
-__all__ = ["Overflow", "QueueStatistics", "SlowConsumerError", "SubscriberQueue", "coerce_overflow"]
+if TYPE_CHECKING:
+    from ._ledger import BrokerLedger, Shard, SubscriberState
+
+__all__ = [
+    "Overflow",
+    "QueueStatistics",
+    "SlowConsumerError",
+    "SubscriberQueue",
+    "coerce_overflow",
+    "reduce_tick",
+    "route",
+]
 
 _CHECKPOINT_EVERY: Final = 256
+_STATUS_TYPES: Final = (Connected, Disconnected, Reconnecting, Resubscribed)
+#: How many distinct order updates per broker are remembered to recognise the copies other connections
+#: deliver (they arrive within milliseconds of each other).
+_ORDERS_REMEMBERED: Final = 4096
 
 
 class SlowConsumerError(TradingWsError):
@@ -356,3 +386,191 @@ class SubscriberQueue:
             self.discarded,
             self.conflated,
         )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The router: one frame's events into the queues of the subscribers holding each instrument
+
+
+def route(ledger: BrokerLedger, shard: Shard, batch: list[Event], now: float) -> None:
+    """Hand one frame's events from connection `shard` to the subscribers holding each instrument, as the
+    broker's `ledger` records them (the hot path: one list per subscriber per frame, never an await).
+
+    An instrument's ticks go to whoever holds it, whether or not its subscribe request has completed (a
+    snapshot may come with the answer, before the request returns); a richer tick is reduced (once per
+    mode) for holders of a lower mode. Status events go to everyone on the connection (with a `Gap` when
+    a loss ends), order updates to the broker's order streams, other per-instrument events to the
+    instrument's holders. `now` is the trio clock. Does not block; raises nothing of its own.
+    """
+    by_key = ledger.by_key
+    by_segment = ledger.keyed_by_segment
+    per_sub: dict[SubscriberState, list[Event]] = {}
+    ticks = 0
+    out = 0
+    for event in batch:
+        if type(event) is Tick:
+            ticks += 1
+            upstream = by_key.get(
+                (event.segment, event.instrument_token) if by_segment else event.instrument_token
+            )
+            if upstream is None:
+                continue  # in flight when it was unsubscribed
+            event.symbol = upstream.info.symbol
+            upstream.last_tick_at = now
+            if upstream.stale:
+                upstream.stale = False
+            tick_rank = event.mode.rank
+            reduced: dict[int, Tick] | None = None
+            for sub, rank in upstream.subscribers.items():
+                delivered: Tick = event
+                if rank < tick_rank:
+                    if reduced is None:
+                        reduced = {}
+                    cached = reduced.get(rank)
+                    if cached is None:
+                        cached = reduced[rank] = reduce_tick(event, rank)
+                    delivered = cached
+                pending = per_sub.get(sub)
+                if pending is None:
+                    per_sub[sub] = [delivered]
+                else:
+                    pending.append(delivered)
+                if sub.waiting:
+                    sub.waiting.discard(upstream.info.key)
+                    sub.notify()
+                out += 1
+        elif isinstance(event, _STATUS_TYPES):
+            _on_status(ledger, shard, event, per_sub)
+        elif type(event) is OrderUpdate:
+            _on_order_update(ledger, event)
+        else:
+            # Other per-instrument events (candles, open interest...) go to the instrument's holders;
+            # segment-wide ones (market status, broker messages) to everyone on this connection.
+            token = getattr(event, "instrument_token", None)
+            if token is not None:
+                segment = getattr(event, "segment", None)
+                holder = by_key.get((segment, token) if by_segment else token)
+                if holder is None:
+                    continue
+                if hasattr(event, "symbol"):
+                    event.symbol = holder.info.symbol
+                targets: Iterable[SubscriberState] = holder.subscribers
+            else:
+                targets = ledger.subscribers_of(shard)
+            for sub in targets:
+                per_sub.setdefault(sub, []).append(event)
+    if ticks:
+        shard.ticks += ticks
+        shard.last_tick_at = now
+        ledger.ticks_in += ticks
+        ledger.ticks_out += out
+    for sub, events in per_sub.items():
+        if ticks:
+            sub.last_tick_at = now
+        sub.queue.put(events)
+
+
+def _on_status(
+    ledger: BrokerLedger, shard: Shard, event: Event, per_sub: dict[SubscriberState, list[Event]]
+) -> None:
+    _order_status(ledger, shard, event)
+    subs = ledger.subscribers_of(shard)
+    if isinstance(event, Disconnected):
+        if shard.lost_at is None:
+            shard.lost_at = event.at
+        shard.reconnects += 1
+    elif (
+        isinstance(event, (Resubscribed, Connected))
+        and shard.lost_at is not None
+        # With instruments held, the gap ends at Resubscribed (when data can flow again).
+        and not (isinstance(event, Connected) and shard.keys)
+    ):
+        start, shard.lost_at = shard.lost_at, None
+        for sub in subs:
+            symbols = tuple(sorted(s for k, s in sub.keys.items() if k in shard.keys))
+            gap = Gap(ledger.broker, shard.index, symbols, start, event.at)
+            per_sub.setdefault(sub, []).extend((event, gap))
+        return
+    for sub in subs:
+        per_sub.setdefault(sub, []).append(event)
+
+
+def _on_order_update(ledger: BrokerLedger, update: OrderUpdate) -> None:
+    """Hand an order update to the broker's streams, unless another connection brought it first."""
+    listeners = ledger.order_listeners
+    if not listeners:
+        return
+    fingerprint = _fingerprint(update)
+    if fingerprint is not None:
+        seen = ledger.orders_seen
+        if fingerprint in seen:
+            return
+        seen[fingerprint] = None
+        if len(seen) > _ORDERS_REMEMBERED:
+            del seen[next(iter(seen))]
+    for listener in listeners:
+        listener._put(update)
+
+
+def _order_status(ledger: BrokerLedger, shard: Shard, event: Event) -> None:
+    """Track the spans during which no connection of the broker is up (order updates cannot arrive) and
+    hand each one, once it ends, to the order-update streams as a `Gap`."""
+    if isinstance(event, Disconnected):
+        others_up = any(s.feed.connected for s in ledger.shards if s is not shard and s.failed is None)
+        if ledger.orders_down_since is None and not others_up:
+            ledger.orders_down_since = event.at
+    elif isinstance(event, Connected) and ledger.orders_down_since is not None:
+        start, ledger.orders_down_since = ledger.orders_down_since, None
+        for listener in ledger.order_listeners:
+            since = max(start, listener._since)
+            if since < event.at:
+                listener._put(Gap(ledger.broker, shard.index, (), since, event.at))
+
+
+def reduce_tick(tick: Tick, rank: int) -> Tick:
+    """A copy of `tick` carrying only what mode `rank` carries (LTP: the price; QUOTE: no depth)."""
+    if rank == 0:
+        return ltp_tick(
+            broker=tick.broker,
+            instrument_token=tick.instrument_token,
+            tradable=tick.tradable,
+            last_price=tick.last_price,
+            last_quantity=None,
+            exchange_time=None,
+            received_at=tick.received_at,
+            segment=tick.segment,
+            symbol=tick.symbol,
+        )
+    return quote_tick(
+        broker=tick.broker,
+        instrument_token=tick.instrument_token,
+        tradable=tick.tradable,
+        last_price=tick.last_price,
+        last_quantity=tick.last_quantity,
+        average_price=tick.average_price,
+        volume=tick.volume,
+        total_buy_quantity=tick.total_buy_quantity,
+        total_sell_quantity=tick.total_sell_quantity,
+        ohlc=tick.ohlc,
+        change=tick.change,
+        last_trade_time=tick.last_trade_time,
+        exchange_time=tick.exchange_time,
+        depth=None,
+        received_at=tick.received_at,
+        segment=tick.segment,
+        oi=tick.oi,
+        oi_day_high=tick.oi_day_high,
+        oi_day_low=tick.oi_day_low,
+        symbol=tick.symbol,
+    )
+
+
+def _fingerprint(update: OrderUpdate) -> bytes | None:
+    """What identifies an order update across connections: a digest of its payload (the copies other
+    connections deliver are identical; `received_at` is not part of it). None if it cannot be serialised
+    (it is then delivered without being compared)."""
+    try:
+        text = json.dumps(update.data, sort_keys=True, separators=(",", ":"), default=repr)
+    except (TypeError, ValueError, RecursionError):
+        return None
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
