@@ -4,7 +4,7 @@
 memory and are driven by the test: it pushes ticks and other events, drops and restores connections, makes
 them fail for good or refuses credentials, parks any of the manager's awaits to cancel it there, and reads
 what the manager subscribed and requested (`Request`). Nothing in it sleeps or touches the network, so a
-test runs it under trio's ``autojump_clock`` and asserts exact outcomes; see docs/testing.md::
+test runs it under trio's `autojump_clock` and asserts exact outcomes; see docs/testing.md::
 
     from trading_ws import Mode, open_market_data
     from trading_ws.testing import FakeBroker
@@ -18,12 +18,14 @@ test runs it under trio's ``autojump_clock`` and asserts exact outcomes; see doc
             assert tick.last_price == 1500.0
 
 For protocol-level tests the module also offers, imported on first use, the loopback simulators
-(`KiteSimulator`, `XtsSimulator`, `SimulatorTLS` and their demo credentials, from `trading_ws.sim`, which
-need the ``[sim]`` extra) and the wire encoders the simulators use: `encode_kite_frame`,
-`encode_kite_packet`, `encode_kite_text`, `encode_kite_control` (Kite's binary frames, one packet, text
-messages and client requests) and `encode_xts_full`, `encode_xts_partial` (XTS's JSON events in Full and
-Partial mode). ``from trading_ws.testing import FakeBroker`` works without the ``[sim]`` extra; importing
-a simulator name without it raises ImportError naming the extra.
+(`KiteSimulator`, `XtsSimulator`, `SimulatorTLS`, the Kite simulator's master `kite_instruments_csv` and
+the demo credentials the simulators accept: `DEMO_API_KEY`, `DEMO_ACCESS_TOKEN`, `DEMO_APP_KEY`,
+`DEMO_SECRET_KEY`, `DEMO_USER_ID`; from `trading_ws.sim`, which needs the `[sim]` extra) and the wire
+encoders the simulators use: `encode_kite_frame`, `encode_kite_text`, `encode_kite_control` (Kite's binary
+frames of ticks, text messages and client requests) and `encode_xts_full`, `encode_xts_partial` (XTS's
+JSON events in Full and Partial mode). `from trading_ws.testing import FakeBroker` works without the
+`[sim]` extra; importing a simulator name without it raises ImportError naming the extra. `Point` names
+the await points of a `FakeBroker` that a test can hold or make fail.
 """
 
 from __future__ import annotations
@@ -36,7 +38,6 @@ from ._gates import Point as Point
 
 if TYPE_CHECKING:
     from ..brokers.kite._codec import (
-        _encode_packet as encode_kite_packet,
         encode_control as encode_kite_control,
         encode_frame as encode_kite_frame,
         encode_text as encode_kite_text,
@@ -69,7 +70,6 @@ __all__ = [
     "XtsSimulator",
     "encode_kite_control",
     "encode_kite_frame",
-    "encode_kite_packet",
     "encode_kite_text",
     "encode_xts_full",
     "encode_xts_partial",
@@ -89,7 +89,6 @@ _LAZY: dict[str, tuple[str, str]] = {
     "kite_instruments_csv": ("trading_ws.sim", "kite_instruments_csv"),
     "encode_kite_control": ("trading_ws.brokers.kite._codec", "encode_control"),
     "encode_kite_frame": ("trading_ws.brokers.kite._codec", "encode_frame"),
-    "encode_kite_packet": ("trading_ws.brokers.kite._codec", "_encode_packet"),
     "encode_kite_text": ("trading_ws.brokers.kite._codec", "encode_text"),
     "encode_xts_full": ("trading_ws.brokers.xts._codec", "encode_full"),
     "encode_xts_partial": ("trading_ws.brokers.xts._codec", "encode_partial"),

@@ -157,7 +157,7 @@ class FakeConnection:
         self._check_usable("drop")
         self._attempt = 1 if self._up else self._attempt + 1
         self._up = False
-        broker, now = self._broker.broker, time.time()
+        broker, now = self._broker.broker, self._broker._now()
         self._deliver([Disconnected(broker, self._index, reason, now)])
         self._deliver([Reconnecting(broker, self._index, self._attempt, delay, now)])
 
@@ -181,7 +181,7 @@ class FakeConnection:
             return
         self._up = True
         self._attempt = 0
-        broker, now = self._broker.broker, time.time()
+        broker, now = self._broker.broker, self._broker._now()
         self._deliver([Connected(broker, self._index, now)])
         if self._modes:
             self._deliver([Resubscribed(broker, self._index, len(self._modes), now)])
@@ -297,7 +297,7 @@ class FakeConnection:
 
     def _end(self, error: Exception, *, announce: bool) -> None:
         if announce:
-            self._deliver([Disconnected(self._broker.broker, self._index, str(error), time.time())])
+            self._deliver([Disconnected(self._broker.broker, self._index, str(error), self._broker._now())])
         if self._failure is None:
             self._failure = error
             self._up = False
@@ -323,6 +323,11 @@ class FakeBroker:
       `release`, `fail_next` at the points ``"master"``, ``"connect"``, ``"subscribe"`` and
       ``"unsubscribe"``;
     - checks what the manager asked for: `subscriptions`, `requests`, `connections`, `master_loads`.
+
+    Time follows trio's clock: the timestamps of the events it makes (`Connected.at`,
+    `Disconnected.at`..., `Tick.received_at`) are wall-clock seconds that advance with
+    ``trio.current_time()`` from the broker's first use, so under ``autojump_clock`` a connection dropped
+    for 30 virtual seconds makes a `Gap` of exactly 30 seconds.
 
     `instruments` is the master: symbols (``"NSE:INFY"``), given tokens 1, 2, 3... in order, or a mapping
     of symbol to token. Every instrument is tradable, in segment 1. A `FakeBroker` serves one manager.
@@ -367,6 +372,7 @@ class FakeBroker:
         self._connections: list[FakeConnection] = []
         self._requests: list[Request] = []
         self._master_loads = 0
+        self._epoch: float | None = None  # time.time() - trio.current_time(), fixed at the first use
 
     def __repr__(self) -> str:
         return f"<FakeBroker {self._name!r} ({self._broker.value}), {len(self._tokens)} instruments>"
@@ -380,8 +386,8 @@ class FakeBroker:
 
     def tick(self, symbol: str, last_price: float = 100.0, *, mode: Mode = Mode.LTP, **fields: Any) -> Tick:
         """A `Tick` of `symbol` as a feed decodes it (its token and segment, no symbol yet: the manager
-        sets that); `fields` sets any other `Tick` attribute (``volume=10``, ``ohlc=...``). Does not
-        block.
+        sets that), received now (`received_at`, on the broker's clock: see `FakeBroker`); `fields` sets
+        any other `Tick` attribute (``volume=10``, ``ohlc=...``). Does not block.
 
         Raises:
             KeyError: `symbol` is not one of the broker's instruments.
@@ -394,7 +400,7 @@ class FakeBroker:
             tradable=True,
             last_price=last_price,
             segment=SEGMENT,
-            **fields,
+            **{"received_at": self._now(), **fields},
         )
 
     # ------------------------------------------------------------------------------------- driving
@@ -579,12 +585,22 @@ class FakeBroker:
         connection = FakeConnection(self, index, limiter, sink)
         self._connections.append(connection)
         try:
-            connection._deliver([Connected(self._broker, index, time.time())])
+            connection._deliver([Connected(self._broker, index, self._now())])
             yield connection
         finally:
             connection._close()
 
     # ------------------------------------------------------------------------------------- internals
+
+    def _now(self) -> float:
+        """Wall-clock time that follows trio's clock (from the broker's first use in a run)."""
+        try:
+            now = trio.current_time()
+        except RuntimeError:  # outside trio.run
+            return time.time()
+        if self._epoch is None:
+            self._epoch = time.time() - now
+        return self._epoch + now
 
     def _key(self, token: int) -> Hashable:
         return (SEGMENT, token) if self._by_segment else token
