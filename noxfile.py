@@ -50,6 +50,7 @@ trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
 try:
     import trading_ws.sim
 except ImportError as exc:
+    assert "[sim]" in str(exc), exc
     print("import trading_ws.sim:", exc)
 else:
     sys.exit("trading_ws.sim imported without the [sim] extra")
