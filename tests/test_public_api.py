@@ -81,13 +81,27 @@ def mentions(text: str, name: str) -> bool:
     return re.search(rf"(?<!\w){re.escape(name)}(?!\w)", text) is not None
 
 
+def top_level(body: list[ast.stmt]) -> list[ast.stmt]:
+    """The statements that run at a module's top level, in order: those inside a top-level ``try`` (its
+    body, as in ``try: from ._x import ...``) or ``if`` (both branches) included."""
+    flat: list[ast.stmt] = []
+    for node in body:
+        if isinstance(node, ast.Try):
+            flat.extend(top_level(node.body))
+        elif isinstance(node, ast.If):
+            flat.extend(top_level(node.body + node.orelse))
+        else:
+            flat.append(node)
+    return flat
+
+
 def defining_source(module_name: str, name: str) -> tuple[list[str], list[ast.stmt], int] | None:
     """Where `name` is assigned, following ``from .x import name as name`` chains from `module_name`:
     the defining module's lines, its top-level statements and the index of the assignment."""
     module = importlib.import_module(module_name)
     assert module.__file__ is not None
     source = Path(module.__file__).read_text(encoding="utf-8")
-    body = ast.parse(source).body
+    body = top_level(ast.parse(source).body)
     for index, node in enumerate(body):
         if isinstance(node, ast.Assign):
             targets = [t.id for t in node.targets if isinstance(t, ast.Name)]
