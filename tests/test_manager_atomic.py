@@ -1,25 +1,26 @@
 """The manager's changes are all or nothing, whatever await they are cancelled at, and its arguments are
 checked before anything is recorded or sent.
 
-Runs against the in-memory `FakeBroker` (tests/test_manager_fake.py), whose every await point can be
-parked and cancelled, with the rate limiter on trio's (autojumping) clock.
+Runs against the in-memory `trading_ws.testing.FakeBroker`, whose every await point can be parked and
+cancelled, with the rate limiter on trio's (autojumping) clock.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 import trio
 import trio.testing
 from hypothesis import given, settings, strategies as st
-from test_manager_fake import SYMBOLS, TOKENS, FakeBroker, FakeFeed, tick
+from test_manager_fake import SYMBOLS, fake, tick
 
 from trading_ws import (
     ConfigurationError,
     ConnectError,
+    Disconnected,
     FeedClosedError,
     MarketData,
     Mode,
@@ -31,12 +32,13 @@ from trading_ws import (
     UnknownSymbolError,
     open_market_data,
 )
+from trading_ws.testing import FakeBroker, FakeConnection, Point, Request
 
 A, B, C, D = SYMBOLS[:4]
 
 
-async def cancel_when_parked(event: trio.Event, call: Callable[[], Awaitable[object]]) -> None:
-    """Run `call`, and cancel it once `event` says it waits at the point under test."""
+async def cancel_when_parked(broker: FakeBroker, point: Point, call: Callable[[], Awaitable[object]]) -> None:
+    """Run `call`, and cancel it once it waits at `point` (which the test holds)."""
     async with trio.open_nursery() as nursery:
 
         async def run() -> None:
@@ -44,7 +46,7 @@ async def cancel_when_parked(event: trio.Event, call: Callable[[], Awaitable[obj
             pytest.fail("the call was not cancelled")  # pragma: no cover
 
         nursery.start_soon(run)
-        await event.wait()
+        await broker.wait_parked(point)
         nursery.cancel_scope.cancel()
 
 
@@ -60,8 +62,17 @@ async def ticks_of(sub: Subscription) -> list[Tick]:
     return [e for e in await sub.receive_batch() if isinstance(e, Tick)]
 
 
-def feed(broker: FakeBroker, index: int = 0) -> FakeFeed:
-    return broker.feeds[index]
+def feed(broker: FakeBroker, index: int = 0) -> FakeConnection:
+    return broker.connections[index]
+
+
+class Nameless(FakeBroker):
+    """A broker whose name is empty (FakeBroker itself refuses one)."""
+
+    @property
+    def name(self) -> str:
+        """Empty."""
+        return ""
 
 
 def instruments(md: MarketData) -> int:
@@ -76,31 +87,31 @@ async def test_add_cancelled_while_waiting_for_the_rate_limiter_adds_nothing_and
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """The issue's case: the symbol was held but never sent, and a second add did not repair it."""
-    broker = FakeBroker(rate_limit=RateLimit(rate=1.0, burst=2))
+    broker = fake(rate_limit=RateLimit(rate=1.0, burst=2))
     async with open_market_data(broker) as md, md.subscribe([A]) as sub:
         with trio.move_on_after(0.5) as scope:  # the bucket is empty: the next token comes in 1 s
             await sub.add([B])
         assert scope.cancelled_caught
         assert sub.symbols == {A}
-        assert feed(broker).subscriptions == {TOKENS[A]: Mode.QUOTE}
+        assert feed(broker).subscriptions == {A: Mode.QUOTE}
         assert instruments(md) == 1
         await sub.add([B])
         assert sub.symbols == {A, B}
-        assert feed(broker).subscriptions == {TOKENS[A]: Mode.QUOTE, TOKENS[B]: Mode.QUOTE}
-        feed(broker).emit(tick(A), tick(B))
+        assert feed(broker).subscriptions == {A: Mode.QUOTE, B: Mode.QUOTE}
+        feed(broker).push(tick(A), tick(B))
         with trio.fail_after(1):
             await sub.wait_ready()
         assert {t.symbol for t in await ticks_of(sub)} == {A, B}
 
 
 @pytest.mark.parametrize("point", ["subscribe", "connect"])
-async def test_add_cancelled_in_flight_leaves_the_subscription_as_it_was(point: str) -> None:
+async def test_add_cancelled_in_flight_leaves_the_subscription_as_it_was(point: Point) -> None:
     """Cancelled while the request is made (or while the connection it needs opens): the subscription
     holds what it held, nothing is recorded upstream, ticks that arrived meanwhile are not kept, and the
     same add works afterwards."""
-    broker = FakeBroker(per_connection=1 if point == "connect" else 100)
+    broker = fake(max_instruments_per_connection=1 if point == "connect" else 100)
     async with open_market_data(broker) as md, md.subscribe([A]) as sub:
-        feed(broker).emit(tick(A))
+        feed(broker).push(tick(A))
         await sub.wait_ready()
         broker.hold(point)
         async with trio.open_nursery() as nursery:
@@ -109,13 +120,13 @@ async def test_add_cancelled_in_flight_leaves_the_subscription_as_it_was(point: 
                 await sub.add([B])
 
             nursery.start_soon(add)
-            await broker.parked(point).wait()
+            await broker.wait_parked(point)
             if point == "subscribe":  # a tick of B arriving while the request is in flight
-                feed(broker).emit(tick(B))
+                feed(broker).push(tick(B))
             nursery.cancel_scope.cancel()
         broker.release(point)
         assert sub.symbols == {A}
-        assert broker.upstream() == {TOKENS[A]: Mode.QUOTE}
+        assert broker.subscriptions == {A: Mode.QUOTE}
         assert instruments(md) == 1
         assert [t.symbol for t in await ticks_of(sub)] == [A]  # no tick of B is left queued
         stats = sub.statistics().queue
@@ -123,15 +134,15 @@ async def test_add_cancelled_in_flight_leaves_the_subscription_as_it_was(point: 
         with trio.fail_after(1):
             await sub.wait_ready()  # still ready: nothing is waited for
         await sub.add([B])
-        assert broker.upstream() == {TOKENS[A]: Mode.QUOTE, TOKENS[B]: Mode.QUOTE}
-        feed(broker, -1).emit(tick(B))
+        assert broker.subscriptions == {A: Mode.QUOTE, B: Mode.QUOTE}
+        feed(broker, -1).push(tick(B))
         with trio.fail_after(1):
             await sub.wait_ready()
         assert [t.symbol for t in await ticks_of(sub)] == [B]
 
 
 async def test_add_cancelled_while_waiting_for_another_change_adds_nothing() -> None:
-    broker = FakeBroker()
+    broker = fake()
     async with open_market_data(broker) as md, md.subscribe([A]) as sub, md.subscribe([C]) as other:
         broker.hold("subscribe")
         async with trio.open_nursery() as nursery:
@@ -140,7 +151,7 @@ async def test_add_cancelled_while_waiting_for_another_change_adds_nothing() -> 
                 await other.add([D])
 
             nursery.start_soon(other_add)  # holds the broker's lock, parked in its request
-            await broker.parked("subscribe").wait()
+            await broker.wait_parked("subscribe")
 
             async def add() -> None:
                 await sub.add([B])
@@ -150,34 +161,34 @@ async def test_add_cancelled_while_waiting_for_another_change_adds_nothing() -> 
             broker.release("subscribe")
         assert sub.symbols == {A}
         assert other.symbols == {C, D}
-        assert broker.upstream() == {TOKENS[A]: Mode.QUOTE, TOKENS[C]: Mode.QUOTE, TOKENS[D]: Mode.QUOTE}
+        assert broker.subscriptions == {A: Mode.QUOTE, C: Mode.QUOTE, D: Mode.QUOTE}
         await sub.add([B])
-        assert TOKENS[B] in broker.upstream()
+        assert B in broker.subscriptions
 
 
 async def test_a_failed_request_adds_nothing_and_what_it_may_have_left_upstream_is_undone() -> None:
     """A request that fails (not cancelled) may or may not have reached the broker: the add is undone,
     the error is raised, and the instrument is unsubscribed again in the background."""
-    broker = FakeBroker()
+    broker = fake()
     async with open_market_data(broker) as md, md.subscribe([A]) as sub:
         broker.fail_next("subscribe", SubscriptionError("refused by the fake"))
         with pytest.raises(SubscriptionError, match="refused"):
             await sub.add([B])
         assert sub.symbols == {A}
         await trio.testing.wait_all_tasks_blocked()  # the tidy task has run
-        assert ("unsubscribe", (TOKENS[B],), None) in feed(broker).requests
-        assert broker.upstream() == {TOKENS[A]: Mode.QUOTE}
+        assert Request(0, "unsubscribe", (B,), None) in feed(broker).requests
+        assert broker.subscriptions == {A: Mode.QUOTE}
         assert instruments(md) == 1
         await sub.add([B])
         assert sub.symbols == {A, B}
-        assert TOKENS[B] in broker.upstream()
+        assert B in broker.subscriptions
 
 
 async def test_a_connection_failing_under_a_request_is_a_connect_error_and_nothing_is_added() -> None:
     """The connection fails for good while a request is made on it: a subscription that held an
     instrument there ends with the failure; one that was only adding gets ConnectError, holds nothing,
     and goes on (a later add gets a fresh connection)."""
-    broker = FakeBroker()
+    broker = fake()
     async with open_market_data(broker) as md, md.subscribe([A]) as held, md.subscribe([]) as adding:
         broker.hold("subscribe")
         async with trio.open_nursery() as nursery:
@@ -187,24 +198,25 @@ async def test_a_connection_failing_under_a_request_is_a_connect_error_and_nothi
                     await adding.add([B])
 
             nursery.start_soon(add)
-            await broker.parked("subscribe").wait()
+            await broker.wait_parked("subscribe")
             feed(broker).fail(ConnectError("gone for good"))
             broker.release("subscribe")
         with pytest.raises(ConnectError, match="gone for good"):
-            await held.receive_batch()  # A was on the failed connection: that subscription ended
+            async for event in held:  # A was on the failed connection: that subscription ended
+                assert isinstance(event, Disconnected)
         await trio.testing.wait_all_tasks_blocked()
         assert adding.symbols == frozenset()
         assert instruments(md) == 0
         assert md.statistics().brokers[0].connections[0].instruments == 0
         await adding.add([B])
         assert [c.connection for c in md.statistics().brokers[0].connections] == [0, 1]
-        assert broker.upstream() == {TOKENS[B]: Mode.QUOTE}
+        assert broker.subscriptions == {B: Mode.QUOTE}
 
 
 async def test_a_newcomer_waiting_while_a_connection_fails_gets_a_fresh_one() -> None:
     """A subscription asking for an instrument of a connection that fails meanwhile (its failure waiting
     for the change in progress) is placed on a fresh connection, never on the dead one."""
-    broker = FakeBroker()
+    broker = fake()
     async with (
         open_market_data(broker) as md,
         md.subscribe([A]) as first,
@@ -222,18 +234,19 @@ async def test_a_newcomer_waiting_while_a_connection_fails_gets_a_fresh_one() ->
                 await newcomer.add([A])
 
             nursery.start_soon(busy_add)
-            await broker.parked("subscribe").wait()
+            await broker.wait_parked("subscribe")
             nursery.start_soon(newcomer_add)
             await trio.testing.wait_all_tasks_blocked()  # the newcomer waits for the lock
             feed(broker).fail(ConnectError("gone for good"))
             await trio.testing.wait_all_tasks_blocked()  # the failure waits for the lock too
             broker.release("subscribe")
         with pytest.raises(ConnectError, match="gone for good"):
-            await first.receive_batch()
+            async for event in first:
+                assert isinstance(event, Disconnected)
         await trio.testing.wait_all_tasks_blocked()
         assert newcomer.symbols == {A}
-        assert feed(broker, 1).subscriptions == {TOKENS[A]: Mode.QUOTE}
-        feed(broker, 1).emit(tick(A))
+        assert feed(broker, 1).subscriptions == {A: Mode.QUOTE}
+        feed(broker, 1).push(tick(A))
         with trio.fail_after(1):
             await newcomer.wait_ready()
         assert [t.symbol for t in await ticks_of(newcomer)] == [A]
@@ -245,11 +258,11 @@ async def test_a_newcomer_waiting_while_a_connection_fails_gets_a_fresh_one() ->
 
 @pytest.mark.parametrize("point", ["master", "connect", "subscribe", "limiter"])
 async def test_subscribe_cancelled_anywhere_leaves_nothing_and_a_retry_works(
-    point: str, autojump_clock: trio.testing.MockClock
+    point: Point | Literal["limiter"], autojump_clock: trio.testing.MockClock
 ) -> None:
     # The limiter case: one token for the connection, the request waits a second for the next.
     limit = RateLimit(rate=1.0, burst=1) if point == "limiter" else None
-    broker = FakeBroker(rate_limit=limit)
+    broker = fake(rate_limit=limit)
     async with open_market_data(broker) as md:
         if point == "limiter":
             with trio.move_on_after(0.5):
@@ -262,15 +275,15 @@ async def test_subscribe_cancelled_anywhere_leaves_nothing_and_a_retry_works(
                 async with md.subscribe([A, B]):
                     pytest.fail("must not be entered")  # pragma: no cover
 
-            await cancel_when_parked(broker.parked(point), enter)
+            await cancel_when_parked(broker, point, enter)
             broker.release(point)
         stats = md.statistics()
         assert stats.subscriptions == 0
         assert stats.brokers[0].instruments == 0
-        assert broker.upstream() == {}
+        assert broker.subscriptions == {}
         async with md.subscribe([A, B], mode="full") as sub:
-            assert broker.upstream() == {TOKENS[A]: Mode.FULL, TOKENS[B]: Mode.FULL}
-            broker.feeds[-1].emit(tick(A), tick(B))
+            assert broker.subscriptions == {A: Mode.FULL, B: Mode.FULL}
+            broker.connections[-1].push(tick(A), tick(B))
             await sub.wait_ready()
             assert [t.symbol for t in await ticks_of(sub)] == [A, B]
 
@@ -280,7 +293,7 @@ async def test_subscribe_cancelled_anywhere_leaves_nothing_and_a_retry_works(
 
 
 async def test_remove_cancelled_while_waiting_for_another_change_removes_nothing() -> None:
-    broker = FakeBroker()
+    broker = fake()
     async with open_market_data(broker) as md, md.subscribe([A, B]) as sub, md.subscribe([C]) as other:
         broker.hold("subscribe")
         async with trio.open_nursery() as nursery:
@@ -289,7 +302,7 @@ async def test_remove_cancelled_while_waiting_for_another_change_removes_nothing
                 await other.add([D])
 
             nursery.start_soon(other_add)
-            await broker.parked("subscribe").wait()
+            await broker.wait_parked("subscribe")
 
             async def remove() -> None:
                 await sub.remove([B])
@@ -297,48 +310,48 @@ async def test_remove_cancelled_while_waiting_for_another_change_removes_nothing
             await cancel_when_blocked(remove)
             broker.release("subscribe")
         assert sub.symbols == {A, B}
-        feed(broker).emit(tick(B))
+        feed(broker).push(tick(B))
         assert [t.symbol for t in await ticks_of(sub)] == [B]
-        assert TOKENS[B] in broker.upstream()
+        assert B in broker.subscriptions
         assert instruments(md) == 4
 
 
 async def test_remove_cancelled_during_the_unsubscribe_has_removed_and_the_unsubscribe_completes() -> None:
     """Once the lock is taken the removal is applied at once; a cancellation during the unsubscribe that
     follows leaves the symbol removed, and the unsubscribe is completed in the background."""
-    broker = FakeBroker()
+    broker = fake()
     async with open_market_data(broker) as md, md.subscribe([A, B]) as sub:
         broker.hold("unsubscribe")
 
         async def remove() -> None:
             await sub.remove([B])
 
-        await cancel_when_parked(broker.parked("unsubscribe"), remove)
+        await cancel_when_parked(broker, "unsubscribe", remove)
         assert sub.symbols == {A}
-        feed(broker).emit(tick(A), tick(B))
+        feed(broker).push(tick(A), tick(B))
         assert [t.symbol for t in await ticks_of(sub)] == [A]  # B is no longer delivered
-        assert TOKENS[B] in broker.upstream()  # not yet unsubscribed...
+        assert B in broker.subscriptions  # not yet unsubscribed...
         broker.release("unsubscribe")
         await trio.testing.wait_all_tasks_blocked()
-        assert TOKENS[B] not in broker.upstream()  # ...but it is, in the background
+        assert B not in broker.subscriptions  # ...but it is, in the background
         assert instruments(md) == 1
         await sub.add([B])  # and B can be added again
-        assert broker.upstream() == {TOKENS[A]: Mode.QUOTE, TOKENS[B]: Mode.QUOTE}
+        assert broker.subscriptions == {A: Mode.QUOTE, B: Mode.QUOTE}
 
 
 async def test_a_failed_unsubscribe_is_logged_not_raised_and_the_next_change_makes_it(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    broker = FakeBroker()
+    broker = fake()
     async with open_market_data(broker) as md, md.subscribe([A, B]) as sub:
         broker.fail_next("unsubscribe", RuntimeError("the broker is having a day"))
         await sub.remove([B])  # applied: the upstream part is the manager's business
         assert sub.symbols == {A}
-        assert TOKENS[B] in broker.upstream()
+        assert B in broker.subscriptions
         assert "having a day" in caplog.text
         await sub.add([C])  # makes the unsubscribe first, then its own request
-        assert broker.upstream() == {TOKENS[A]: Mode.QUOTE, TOKENS[C]: Mode.QUOTE}
-        assert [r[0] for r in feed(broker).requests[-2:]] == ["unsubscribe", "subscribe"]
+        assert broker.subscriptions == {A: Mode.QUOTE, C: Mode.QUOTE}
+        assert [r.action for r in feed(broker).requests[-2:]] == ["unsubscribe", "subscribe"]
         assert instruments(md) == 2
 
 
@@ -347,7 +360,7 @@ async def test_leaving_while_the_broker_does_not_take_the_unsubscribe(
 ) -> None:
     """Leaving a block is bounded (5 s): the subscription lets go of its symbols at once, and what the
     broker did not take in time is unsubscribed later, in the background."""
-    broker = FakeBroker()
+    broker = fake()
     async with open_market_data(broker) as md, md.subscribe([B]) as staying:
         async with md.subscribe([A]):
             broker.hold("unsubscribe")
@@ -355,16 +368,16 @@ async def test_leaving_while_the_broker_does_not_take_the_unsubscribe(
         assert trio.current_time() - start == pytest.approx(5.0)  # the bound, on trio's mock clock
         assert md.statistics().subscriptions == 1
         assert staying.symbols == {B}
-        feed(broker).emit(tick(A), tick(B))
+        feed(broker).push(tick(A), tick(B))
         assert [t.symbol for t in await ticks_of(staying)] == [B]
         broker.release("unsubscribe")
         await trio.testing.wait_all_tasks_blocked()
-        assert broker.upstream() == {TOKENS[B]: Mode.QUOTE}
+        assert broker.subscriptions == {B: Mode.QUOTE}
         assert instruments(md) == 1
 
 
 async def test_a_subscription_left_while_its_add_is_in_flight_holds_nothing_afterwards() -> None:
-    broker = FakeBroker()
+    broker = fake()
     async with open_market_data(broker) as md:
         errors: list[BaseException] = []
         async with trio.open_nursery() as nursery:
@@ -378,12 +391,12 @@ async def test_a_subscription_left_while_its_add_is_in_flight_holds_nothing_afte
                         errors.append(exc)
 
                 nursery.start_soon(add)
-                await broker.parked("subscribe").wait()
+                await broker.wait_parked("subscribe")
             broker.release("subscribe")
         assert len(errors) == 1
         assert sub.symbols == frozenset()
         await trio.testing.wait_all_tasks_blocked()
-        assert broker.upstream() == {}
+        assert broker.subscriptions == {}
         assert instruments(md) == 0
 
 
@@ -392,41 +405,41 @@ async def test_a_subscription_left_while_its_add_is_in_flight_holds_nothing_afte
 
 
 async def test_set_mode_upgrade_cancelled_in_flight_keeps_the_old_mode_and_a_retry_works() -> None:
-    broker = FakeBroker()
+    broker = fake()
     async with open_market_data(broker) as md, md.subscribe([A], mode=Mode.LTP) as sub:
         broker.hold("subscribe")
 
         async def upgrade() -> None:
             await sub.set_mode(Mode.FULL)
 
-        await cancel_when_parked(broker.parked("subscribe"), upgrade)
+        await cancel_when_parked(broker, "subscribe", upgrade)
         broker.release("subscribe")
         assert sub.mode is Mode.LTP
         assert sub.statistics().mode is Mode.LTP
-        assert broker.upstream() == {TOKENS[A]: Mode.LTP}
-        feed(broker).emit(tick(A, Mode.FULL))
+        assert broker.subscriptions == {A: Mode.LTP}
+        feed(broker).push(tick(A, Mode.FULL))
         assert [t.mode for t in await ticks_of(sub)] == [Mode.LTP]  # still reduced to its mode
         await sub.set_mode("full")
         assert sub.statistics().mode is Mode.FULL
-        assert broker.upstream() == {TOKENS[A]: Mode.FULL}
+        assert broker.subscriptions == {A: Mode.FULL}
         assert instruments(md) == 1
 
 
 async def test_set_mode_downgrade_cancelled_during_the_request_has_downgraded() -> None:
-    broker = FakeBroker()
+    broker = fake()
     async with open_market_data(broker) as md, md.subscribe([A], mode=Mode.FULL) as sub:
         broker.hold("subscribe")
 
         async def downgrade() -> None:
             await sub.set_mode(Mode.LTP)
 
-        await cancel_when_parked(broker.parked("subscribe"), downgrade)
+        await cancel_when_parked(broker, "subscribe", downgrade)
         assert sub.mode is Mode.LTP
-        feed(broker).emit(tick(A, Mode.FULL))
+        feed(broker).push(tick(A, Mode.FULL))
         assert [t.mode for t in await ticks_of(sub)] == [Mode.LTP]
         broker.release("subscribe")
         await trio.testing.wait_all_tasks_blocked()
-        assert broker.upstream() == {TOKENS[A]: Mode.LTP}  # completed in the background
+        assert broker.subscriptions == {A: Mode.LTP}  # completed in the background
         assert instruments(md) == 1
 
 
@@ -494,7 +507,7 @@ def buffer_ok(value: object) -> bool:
 async def test_subscribe_arguments_are_accepted_as_documented_or_refused_before_anything_happens(
     symbols: Any, mode: Any, overflow: Any, buffer: Any, name: Any, user_id: Any
 ) -> None:
-    broker = FakeBroker()
+    broker = fake()
     valid = (
         symbols_ok(symbols)
         and mode_ok(mode)
@@ -512,7 +525,7 @@ async def test_subscribe_arguments_are_accepted_as_documented_or_refused_before_
                 ):
                     pytest.fail("must not be entered")  # pragma: no cover
             assert md.statistics() == before
-            assert broker.feeds == []
+            assert broker.connections == []
             assert broker.master_loads == 0
             return
         wanted = list(dict.fromkeys(symbols))
@@ -533,13 +546,13 @@ async def test_subscribe_arguments_are_accepted_as_documented_or_refused_before_
             assert sub.mode == mode
             assert sub.mode is Mode(mode)
             assert sub.statistics().overflow is Overflow(overflow)
-            assert broker.upstream() == {TOKENS[s]: Mode(mode) for s in wanted}
+            assert broker.subscriptions == {s: Mode(mode) for s in wanted}
 
 
 @settings(max_examples=200, deadline=None)
 @given(method=st.sampled_from(["add", "remove", "set_mode"]), value=st.one_of(_SYMBOL_LISTS, _MODES))
 async def test_a_change_with_a_bad_argument_changes_nothing(method: str, value: Any) -> None:
-    broker = FakeBroker()
+    broker = fake()
     async with open_market_data(broker) as md, md.subscribe([A], mode=Mode.QUOTE) as sub:
         requests = list(feed(broker).requests)
         before = (sub.symbols, sub.mode, md.statistics())
@@ -563,16 +576,16 @@ async def test_stale_after_is_a_positive_finite_number_or_none(stale_after: Any)
         type(stale_after) in (int, float) and math.isfinite(stale_after) and stale_after > 0
     )
     if ok:
-        async with open_market_data(FakeBroker(), stale_after=stale_after) as md:
+        async with open_market_data(fake(), stale_after=stale_after) as md:
             assert md.statistics().subscriptions == 0
     else:
         with pytest.raises(ConfigurationError, match="stale_after"):
-            open_market_data(FakeBroker(), stale_after=stale_after)
+            open_market_data(fake(), stale_after=stale_after)
 
 
 @pytest.mark.parametrize(
     "brokers",
-    [(), (FakeBroker(), FakeBroker()), (object(),), ("kite",), (None,), (FakeBroker(name=""),)],
+    [(), (fake(), fake()), (object(),), ("kite",), (None,), (Nameless(SYMBOLS),)],
     ids=["none", "same-name", "object", "str", "None", "empty-name"],
 )
 def test_open_market_data_refuses_bad_brokers_when_called(brokers: tuple[Any, ...]) -> None:
@@ -581,7 +594,7 @@ def test_open_market_data_refuses_bad_brokers_when_called(brokers: tuple[Any, ..
 
 
 async def test_an_unknown_broker_name_is_refused_when_subscribe_is_called() -> None:
-    async with open_market_data(FakeBroker()) as md:
+    async with open_market_data(fake()) as md:
         with pytest.raises(ConfigurationError, match="no broker named 'xts'"):
             md.subscribe([A], broker="xts")
         with pytest.raises(ConfigurationError, match="a bare string"):
@@ -590,7 +603,7 @@ async def test_an_unknown_broker_name_is_refused_when_subscribe_is_called() -> N
 
 
 async def test_many_unknown_symbols_make_a_bounded_message() -> None:
-    async with open_market_data(FakeBroker()) as md:
+    async with open_market_data(fake()) as md:
         unknown = [f"NSE:NOPE{n}" for n in range(5000)]
         with pytest.raises(UnknownSymbolError) as info:
             async with md.subscribe(unknown):

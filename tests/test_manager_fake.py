@@ -1,250 +1,496 @@
-"""An in-memory broker for the manager's tests, and the tests that it keeps the feed contract.
+"""The manager's behaviour against the in-memory `trading_ws.testing.FakeBroker`, under ``autojump_clock``.
 
-`FakeBroker` implements `BrokerConfig` and its connections `FakeFeed` implement `BrokerFeed`, with no
-socket: a test can park any of the manager's await points (the master load, a connection's opening, a
-subscribe or unsubscribe request) and cancel it there, make a request fail, and hand the manager batches
-of events as a feed's reader would. A feed's request is atomic, as the real feeds' are: it waits for the
-broker's rate limiter, then for its gate, and records its effect only once nothing is left to wait for (a
-cancelled request records nothing; a completed one records everything).
+Sharing, modes, readiness, pacing, status events and gaps, staleness, overflow policies, sharding and
+failures, each checked exactly: what the broker was asked for (`FakeBroker.requests`,
+`FakeBroker.subscriptions`), what each subscription received, at which virtual time. The manager is
+driven synchronously (`FakeBroker.push` routes at once), so no test polls: it waits with
+``trio.testing.wait_all_tasks_blocked()`` or on the subscription itself.
+
+The same behaviours against the Kite simulator over loopback, end to end: tests/test_manager.py.
+The helpers here (`SYMBOLS`, `fake`, `tick`) are shared by the other manager test files.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator, Hashable, Iterable, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
 
 import pytest
 import trio
 import trio.testing
 
-from trading_ws import Broker, Connected, Disconnected, Event, FeedClosedError, Mode, RateLimit, Tick
-from trading_ws._model import coerce_mode
-from trading_ws._ratelimit import TokenBucket
-from trading_ws.brokers._interface import BrokerConfig, BrokerFeed, InstrumentInfo
-from trading_ws.brokers._queue import Sink
+from trading_ws import (
+    AuthenticationError,
+    Broker,
+    ConfigurationError,
+    Connected,
+    Depth,
+    DepthLevel,
+    Disconnected,
+    Event,
+    FeedClosedError,
+    Gap,
+    Mode,
+    Ohlc,
+    Overflow,
+    RateLimit,
+    Reconnecting,
+    Resubscribed,
+    SlowConsumerError,
+    Stale,
+    Subscription,
+    SubscriptionLimitError,
+    Tick,
+    UnknownSymbolError,
+    open_market_data,
+)
+from trading_ws.testing import FakeBroker, Request
 
 #: Symbols of the fake master: "NSE:A" is token 1, "NSE:B" token 2, ...
 SYMBOLS = tuple(f"NSE:{chr(ord('A') + n)}" for n in range(12))
 TOKENS = {symbol: n + 1 for n, symbol in enumerate(SYMBOLS)}
+A, B, C, D = SYMBOLS[:4]
+
+DEPTH = Depth([DepthLevel(99.5, 10, 1)] * 5, [DepthLevel(100.5, 10, 1)] * 5)
+
+
+def fake(**options: Any) -> FakeBroker:
+    """A `FakeBroker` over `SYMBOLS`."""
+    return FakeBroker(SYMBOLS, **options)
 
 
 def tick(symbol: str, mode: Mode = Mode.FULL, price: float = 100.0) -> Tick:
-    """A tick of `symbol` as a feed would decode it (segment 1, routed by token)."""
-    return Tick(Broker.KITE, TOKENS[symbol], mode, True, price, 1, price, 10, segment=1)
+    """A tick of `symbol` as a feed would decode it in `mode` (a FULL one carries OHLC and depth)."""
+    rich = mode is not Mode.LTP
+    return Tick(
+        broker=Broker.KITE,
+        instrument_token=TOKENS[symbol],
+        mode=mode,
+        tradable=True,
+        last_price=price,
+        last_quantity=1 if rich else None,
+        average_price=price if rich else None,
+        volume=10 if rich else None,
+        ohlc=Ohlc(price, price, price, price) if rich else None,
+        depth=DEPTH if mode is Mode.FULL else None,
+        segment=1,
+    )
 
 
-class FakeFeed:
-    """`BrokerFeed`: one connection of a `FakeBroker`.
-
-    `subscriptions` is what it holds (key -> mode), changed only by completed requests; `requests` lists
-    the completed ones in order. `emit` hands a batch to the manager's sink, as the reader task would.
-    """
-
-    def __init__(self, broker: FakeBroker, index: int, limiter: TokenBucket, sink: Sink | None) -> None:
-        self.broker = broker
-        self.index = index
-        self.limiter = limiter
-        self.sink = sink
-        self.subscriptions: dict[Hashable, Mode] = {}
-        self.requests: list[tuple[str, tuple[Hashable, ...], Mode | None]] = []
-        self.up = True
-        self.failure: BaseException | None = None
-        self.closed = False
-        self._lot = trio.lowlevel.ParkingLot()
-
-    @property
-    def connected(self) -> bool:
-        return self.up and self.failure is None and not self.closed
-
-    def _check_open(self) -> None:
-        if self.closed or self.failure is not None:
-            raise FeedClosedError("the fake feed is closed") from self.failure
-
-    async def subscribe(self, keys: Iterable[Hashable], mode: Mode) -> None:
-        wanted = list(keys)
-        mode = coerce_mode(mode)
-        self._check_open()
-        await self.limiter.acquire()
-        await self.broker.gate("subscribe")
-        self._check_open()
-        for key in wanted:
-            self.subscriptions[key] = mode
-        self.requests.append(("subscribe", tuple(wanted), mode))
-
-    async def unsubscribe(self, keys: Iterable[Hashable]) -> None:
-        gone = list(keys)
-        self._check_open()
-        await self.limiter.acquire()
-        await self.broker.gate("unsubscribe")
-        self._check_open()
-        for key in gone:
-            self.subscriptions.pop(key, None)
-        self.requests.append(("unsubscribe", tuple(gone), None))
-
-    async def receive_batch(self) -> list[Event]:
-        await trio.lowlevel.checkpoint_if_cancelled()
-        while not self.closed and self.failure is None:
-            await self._lot.park()
-        if self.failure is not None:
-            raise self.failure
-        raise FeedClosedError("the fake feed is closed")
-
-    def emit(self, *events: Event) -> None:
-        """Hand one frame's events to the manager, as the feed's reader task does."""
-        assert self.sink is not None
-        self.sink(list(events))
-
-    def drop(self) -> None:
-        """The connection is lost (it will come back with `restore`)."""
-        self.up = False
-        self.emit(Disconnected(self.broker.broker, self.index, "dropped by the test", time.time()))
-
-    def restore(self) -> None:
-        self.up = True
-        self.emit(Connected(self.broker.broker, self.index, time.time()))
-
-    def fail(self, error: BaseException) -> None:
-        """The connection fails for good with `error`."""
-        self.failure = error
-        self._lot.unpark_all()
+async def batch(sub: Subscription) -> list[Event]:
+    """The subscription's queued events, which must be there already (fails rather than hangs)."""
+    with trio.fail_after(1):
+        return await sub.receive_batch()
 
 
-class FakeBroker:
-    """`BrokerConfig` with in-memory connections (`feeds`) and gates on every await point.
-
-    ``hold(point)`` makes every later wait at `point` ("master", "connect", "subscribe", "unsubscribe")
-    park until ``release(point)``; ``parked(point)`` is an event set once something waits there.
-    ``fail_next(point, error)`` makes the next wait there raise `error`.
-    """
-
-    def __init__(
-        self,
-        *,
-        name: str = "fake",
-        broker: Broker = Broker.KITE,
-        per_connection: int = 100,
-        connections: int = 3,
-        rate_limit: RateLimit | None = None,
-    ) -> None:
-        self._name = name
-        self._broker = broker
-        self._per_connection = per_connection
-        self._connections = connections
-        self._rate_limit = rate_limit or RateLimit(rate=1e6, burst=1000)
-        self.feeds: list[FakeFeed] = []
-        self.master_loads = 0
-        self._held: set[str] = set()
-        self._parked: dict[str, trio.Event] = {}
-        self._errors: dict[str, BaseException] = {}
-        self._lot = trio.lowlevel.ParkingLot()
-
-    # ----------------------------------------------------------------------------- test controls
-
-    def hold(self, point: str) -> None:
-        self._held.add(point)
-        self._parked[point] = trio.Event()
-
-    def release(self, point: str) -> None:
-        self._held.discard(point)
-        self._lot.unpark_all()
-
-    def parked(self, point: str) -> trio.Event:
-        return self._parked.setdefault(point, trio.Event())
-
-    def fail_next(self, point: str, error: BaseException) -> None:
-        self._errors[point] = error
-
-    async def gate(self, point: str) -> None:
-        await trio.lowlevel.checkpoint()
-        error = self._errors.pop(point, None)
-        if error is not None:
-            raise error
-        while point in self._held:
-            self.parked(point).set()
-            await self._lot.park()
-
-    def upstream(self) -> dict[Hashable, Mode]:
-        """Everything subscribed on the open connections (key -> mode)."""
-        merged: dict[Hashable, Mode] = {}
-        for feed in self.feeds:
-            if not feed.closed and feed.failure is None:
-                merged.update(feed.subscriptions)
-        return merged
-
-    # ----------------------------------------------------------------------------- BrokerConfig
-
-    @property
-    def broker(self) -> Broker:
-        return self._broker
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def max_instruments_per_connection(self) -> int:
-        return self._per_connection
-
-    @property
-    def max_connections(self) -> int:
-        return self._connections
-
-    @property
-    def rate_limit(self) -> RateLimit:
-        return self._rate_limit
-
-    @property
-    def keyed_by_segment(self) -> bool:
-        return False
-
-    async def load_instruments(self) -> Mapping[str, InstrumentInfo]:
-        await self.gate("master")
-        self.master_loads += 1
-        return {s: InstrumentInfo(s, TOKENS[s], TOKENS[s], 1) for s in SYMBOLS}
-
-    def open_feed(
-        self, connection_id: int, limiter: TokenBucket, sink: Sink | None = None
-    ) -> AbstractAsyncContextManager[BrokerFeed]:
-        return self._open(connection_id, limiter, sink)
-
-    @asynccontextmanager
-    async def _open(self, index: int, limiter: TokenBucket, sink: Sink | None) -> AsyncIterator[BrokerFeed]:
-        await limiter.acquire()
-        await self.gate("connect")
-        feed = FakeFeed(self, index, limiter, sink)
-        self.feeds.append(feed)
-        try:
-            feed.emit(Connected(self._broker, index, time.time()))
-            yield feed
-        finally:
-            feed.closed = True
+async def ticks(sub: Subscription) -> list[tuple[str | None, float]]:
+    """(symbol, price) of the ticks queued for `sub` (at least one event must be queued)."""
+    return [(e.symbol, e.last_price) for e in await batch(sub) if isinstance(e, Tick)]
 
 
-_CHECK_PROTOCOLS: tuple[type[BrokerConfig], type[BrokerFeed]] = (FakeBroker, FakeFeed)  # mypy checks
+def no_events(sub: Subscription) -> bool:
+    """Whether nothing waits in `sub`'s queue."""
+    return sub.statistics().queue.depth == 0
 
 
 # ---------------------------------------------------------------------------------------------------------
-# The fake keeps the contract the manager relies on
+# Sharing and modes
 
 
-async def test_a_fake_request_is_all_or_nothing() -> None:
-    broker = FakeBroker()
-    feed = FakeFeed(broker, 0, TokenBucket(broker.rate_limit), None)
-    broker.hold("subscribe")
-    with trio.move_on_after(0.01) as scope:
-        await feed.subscribe([1, 2], Mode.FULL)
-    assert scope.cancelled_caught
-    assert feed.subscriptions == {}
-    assert feed.requests == []
-    broker.release("subscribe")
-    await feed.subscribe([1, 2], Mode.FULL)
-    assert feed.subscriptions == {1: Mode.FULL, 2: Mode.FULL}
-    broker.fail_next("unsubscribe", RuntimeError("refused"))
-    with pytest.raises(RuntimeError):
-        await feed.unsubscribe([1])
-    assert feed.subscriptions == {1: Mode.FULL, 2: Mode.FULL}
-    await feed.unsubscribe([1])
-    assert feed.subscriptions == {2: Mode.FULL}
-    assert isinstance(broker, BrokerConfig)
-    assert isinstance(feed, BrokerFeed)
+async def test_two_users_share_one_upstream_and_one_leaving_keeps_the_other(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    broker = fake()
+    async with open_market_data(broker) as md:
+        async with md.subscribe([A, B], user_id="alice") as alice:
+            async with md.subscribe([A], user_id="bob") as bob:
+                assert broker.subscriptions == {A: Mode.QUOTE, B: Mode.QUOTE}
+                broker.push(tick(A, price=1.0), tick(B, price=2.0))
+                assert await ticks(alice) == [(A, 1.0), (B, 2.0)]
+                assert await ticks(bob) == [(A, 1.0)]
+                stats = md.statistics()
+                assert (stats.subscriptions, stats.brokers[0].instruments) == (2, 2)
+            # Bob left: Alice still gets A; the upstream subscription stays.
+            broker.push(tick(A, price=3.0))
+            assert await ticks(alice) == [(A, 3.0)]
+            assert broker.subscriptions == {A: Mode.QUOTE, B: Mode.QUOTE}
+            assert md.statistics().subscriptions == 1
+        # Alice left too: nothing is subscribed upstream any more.
+        assert broker.subscriptions == {}
+        assert md.statistics().brokers[0].instruments == 0
+    assert broker.requests == [
+        Request(0, "subscribe", (A, B), Mode.QUOTE),
+        Request(0, "unsubscribe", (A, B), None),
+    ]
+
+
+async def test_mode_upgrade_reduction_and_downgrade(autojump_clock: trio.testing.MockClock) -> None:
+    broker = fake()
+    async with open_market_data(broker) as md, md.subscribe([A], mode=Mode.LTP) as light:
+        assert broker.subscriptions == {A: Mode.LTP}
+        async with md.subscribe([A], mode=Mode.FULL) as heavy:
+            assert broker.subscriptions == {A: Mode.FULL}
+            broker.push(tick(A, Mode.FULL))
+            [full] = await batch(heavy)
+            [reduced] = await batch(light)
+            assert isinstance(full, Tick)
+            assert isinstance(reduced, Tick)
+            assert (full.mode, full.depth, full.volume) == (Mode.FULL, DEPTH, 10)
+            assert (reduced.mode, reduced.depth, reduced.ohlc, reduced.volume) == (Mode.LTP, None, None, None)
+            assert (reduced.symbol, reduced.last_price) == (A, 100.0)
+            await light.set_mode(Mode.QUOTE)
+            assert broker.subscriptions == {A: Mode.FULL}  # FULL is still wanted
+            broker.push(tick(A, Mode.FULL))
+            [quote] = await batch(light)
+            assert isinstance(quote, Tick)
+            assert (quote.mode, quote.depth, quote.ohlc) == (
+                Mode.QUOTE,
+                None,
+                Ohlc(100.0, 100.0, 100.0, 100.0),
+            )
+        # The FULL subscriber left: upstream goes down to the highest mode still wanted.
+        assert broker.subscriptions == {A: Mode.QUOTE}
+    assert [(r.action, r.mode) for r in broker.requests] == [
+        ("subscribe", Mode.LTP),
+        ("subscribe", Mode.FULL),
+        ("subscribe", Mode.QUOTE),
+        ("unsubscribe", None),
+    ]
+
+
+async def test_unknown_symbols_are_named_and_nothing_is_subscribed(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    broker = fake()
+    async with open_market_data(broker) as md:
+        with pytest.raises(UnknownSymbolError) as info:
+            async with md.subscribe([A, "NSE:NOPE", "BSE:ALSO-NOPE"]):
+                pytest.fail("must not subscribe")  # pragma: no cover
+        assert info.value.symbols == ("NSE:NOPE", "BSE:ALSO-NOPE")
+        assert "NSE:NOPE" in str(info.value)
+        assert md.statistics().subscriptions == 0
+        assert broker.connections == []  # not even a connection was opened
+        async with md.subscribe([A]) as sub:
+            with pytest.raises(UnknownSymbolError):
+                await sub.add([B, "NSE:MISSING"])
+            assert sub.symbols == {A}
+            assert broker.subscriptions == {A: Mode.QUOTE}
+        with pytest.raises(ConfigurationError):
+            async with md.subscribe([A], broker="xts"):
+                pytest.fail("no such broker")  # pragma: no cover
+    assert [r.symbols for r in broker.requests] == [(A,), (A,)]
+
+
+async def test_add_and_remove_while_running(autojump_clock: trio.testing.MockClock) -> None:
+    broker = fake()
+    async with open_market_data(broker) as md, md.subscribe([A]) as sub:
+        await sub.add([B])
+        broker.push(tick(B, price=7.0))
+        assert await ticks(sub) == [(B, 7.0)]
+        await sub.remove([A, "NSE:NOT-HELD"])
+        assert sub.symbols == {B}
+        assert broker.subscriptions == {B: Mode.QUOTE}
+        broker.push(tick(A), tick(B, price=8.0))
+        assert await ticks(sub) == [(B, 8.0)]
+    assert broker.requests[:3] == [
+        Request(0, "subscribe", (A,), Mode.QUOTE),
+        Request(0, "subscribe", (B,), Mode.QUOTE),
+        Request(0, "unsubscribe", (A,), None),
+    ]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Readiness
+
+
+async def test_first_tick_readiness(autojump_clock: trio.testing.MockClock) -> None:
+    broker = fake()
+    async with open_market_data(broker) as md:
+        async with md.subscribe([A, B]) as sub:
+            broker.push(tick(A))
+            with trio.move_on_after(1.0) as scope:
+                await sub.wait_ready()
+            assert scope.cancelled_caught  # B has not ticked: not ready, and the caller's timeout rules
+            broker.push(tick(B))
+            with trio.fail_after(1):
+                await sub.wait_ready()
+            # Ready: a tick of every symbol is already in this subscriber's queue.
+            assert {symbol for symbol, _ in await ticks(sub)} == {A, B}
+
+
+async def test_a_late_joiner_is_ready_only_once_a_tick_reached_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Another subscriber having had ticks of a symbol does not make a newcomer ready."""
+    broker = fake()
+    async with open_market_data(broker) as md, md.subscribe([A]) as first:
+        broker.push(tick(A))
+        await first.wait_ready()
+        async with md.subscribe([A]) as second:
+            with trio.move_on_after(5) as scope:
+                await second.wait_ready()
+            assert scope.cancelled_caught
+            broker.push(tick(A, price=5.0))
+            with trio.fail_after(1):
+                await second.wait_ready()
+            assert await ticks(second) == [(A, 5.0)]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Pacing
+
+
+async def test_requests_and_connections_go_through_the_broker_rate_limiter(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Every request and connection attempt takes a token from the broker's bucket: at 20 per second,
+    burst 1, four separate adds after the first subscribe wait 50 ms each."""
+    broker = fake(rate_limit=RateLimit(rate=20, burst=1))
+    async with open_market_data(broker) as md:
+        started = trio.current_time()
+        async with md.subscribe([A]) as sub:
+            assert trio.current_time() - started == pytest.approx(0.05)  # the connection, then the request
+            started = trio.current_time()
+            for symbol in (B, C, D, SYMBOLS[4]):
+                await sub.add([symbol])
+            assert trio.current_time() - started == pytest.approx(4 * 0.05)
+            assert md.statistics().brokers[0].rate_limited_seconds == pytest.approx(5 * 0.05)
+            assert len(broker.subscriptions) == 5
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Status events, gaps, staleness
+
+
+async def test_status_and_gap_events_around_a_disconnect(autojump_clock: trio.testing.MockClock) -> None:
+    broker = fake()
+    async with open_market_data(broker) as md, md.subscribe([A, B]) as sub, md.subscribe([C]) as other:
+        broker.push(tick(A), tick(C))
+        await batch(sub)
+        await batch(other)
+        [connection] = broker.connections
+        down = broker._now()
+        connection.drop("reset by peer", delay=0.5)
+        await trio.sleep(0.5)
+        connection.reconnect()
+        up = broker._now()
+        broker.push(tick(B, price=9.0))
+        events = await batch(sub)
+        assert events[:5] == [
+            Disconnected(Broker.KITE, 0, "reset by peer", down),
+            Reconnecting(Broker.KITE, 0, 1, 0.5, down),
+            Connected(Broker.KITE, 0, up),
+            Resubscribed(Broker.KITE, 0, 3, up),
+            Gap(Broker.KITE, 0, (A, B), down, up),
+        ]
+        assert [(e.symbol, e.last_price) for e in events[5:] if isinstance(e, Tick)] == [(B, 9.0)]
+        assert len(events) == 6
+        gaps = [e for e in await batch(other) if isinstance(e, Gap)]
+        assert gaps == [Gap(Broker.KITE, 0, (C,), down, up)]
+        assert gaps[0].duration == pytest.approx(0.5)
+        stats = md.statistics().brokers[0].connections[0]
+        assert (stats.connected, stats.reconnects) == (True, 1)
+
+
+async def test_stale_symbols_are_reported_once_per_quiet_spell(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    broker = fake()
+    async with open_market_data(broker, stale_after=0.3) as md, md.subscribe([A, B]) as sub:
+        broker.push(tick(A), tick(B))
+        await batch(sub)
+        quiet_since = trio.current_time()
+        with trio.fail_after(5):
+            [stale] = await sub.receive_batch()
+        assert isinstance(stale, Stale)
+        assert (stale.symbols, stale.after) == ((A, B), 0.3)
+        assert 0.3 <= trio.current_time() - quiet_since <= 0.6  # found by a scan that runs every after/2
+        with trio.move_on_after(10) as scope:
+            await sub.receive_batch()
+        assert scope.cancelled_caught  # once per quiet spell
+        broker.push(tick(A))  # A flows again; B stays quiet
+        await batch(sub)
+        with trio.fail_after(5):
+            [again] = await sub.receive_batch()
+        assert isinstance(again, Stale)
+        assert again.symbols == (A,)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Slow consumers
+
+
+@pytest.mark.parametrize("policy", [Overflow.DROP_OLDEST, Overflow.DROP_NEWEST, Overflow.CONFLATE])
+async def test_a_stalled_consumer_never_stalls_the_others(
+    autojump_clock: trio.testing.MockClock, policy: Overflow
+) -> None:
+    broker = fake()
+    symbols = [A, B, C, D]
+    async with (
+        open_market_data(broker) as md,
+        md.subscribe(symbols, buffer=3, overflow=policy) as stalled,
+        md.subscribe(symbols) as healthy,
+    ):
+        for n in range(50):
+            broker.push(*(tick(s, Mode.QUOTE, 100.0 + n) for s in symbols))
+        received = [e for e in await batch(healthy) if isinstance(e, Tick)]
+        assert len(received) == 200
+        assert md.statistics().ticks_in == 200
+        stats = stalled.statistics().queue
+        assert stats.received == 200
+        pending = [(e.symbol, e.last_price) for e in await batch(stalled) if isinstance(e, Tick)]
+        # Every tick not waiting is accounted for: lost (dropped) or, conflating, replaced by a newer one.
+        assert stats.dropped + stats.conflated == 200 - stats.depth
+        assert healthy.statistics().queue.dropped == 0
+        assert (md.statistics().dropped, md.statistics().conflated) == (stats.dropped, stats.conflated)
+        if policy is Overflow.DROP_OLDEST:
+            assert pending == [(B, 149.0), (C, 149.0), (D, 149.0)]  # the newest three
+            assert (stats.dropped, stats.conflated) == (197, 0)
+        elif policy is Overflow.DROP_NEWEST:
+            assert pending == [(A, 100.0), (B, 100.0), (C, 100.0)]  # the first three
+            assert (stats.dropped, stats.conflated) == (197, 0)
+        else:
+            # the latest of the first three instruments (the buffer's size); D's ticks found no room
+            assert pending == [(A, 149.0), (B, 149.0), (C, 149.0)]
+            assert (stats.dropped, stats.conflated) == (50, 147)
+        assert [c.reconnects for c in md.statistics().brokers[0].connections] == [0]
+
+
+async def test_block_policy_ends_only_the_slow_subscription(autojump_clock: trio.testing.MockClock) -> None:
+    broker = fake()
+    async with (
+        open_market_data(broker) as md,
+        md.subscribe([A, B], buffer=5, overflow=Overflow.BLOCK) as slow,
+        md.subscribe([A]) as fine,
+    ):
+        for n in range(6):
+            broker.push(tick(A, price=float(n)))
+        assert len(await ticks(fine)) == 6
+        read = []
+        with pytest.raises(SlowConsumerError, match="5 ticks behind") as info:
+            async for event in slow:
+                read.append(event)  # pragma: no cover
+        assert read == []  # ended loudly at once: what was queued is discarded with it
+        assert info.value.lost == 1  # the sixth did not fit
+        assert slow.statistics().queue.received == 6
+        broker.push(tick(A, price=7.0))
+        assert await ticks(fine) == [(A, 7.0)]
+    assert broker.subscriptions == {}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Sharding and capacity
+
+
+async def test_sharding_7000_over_three_connections_and_the_cap(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    symbols = [f"NSE:SYN{i}" for i in range(1, 9002)]
+    broker = FakeBroker(symbols, max_instruments_per_connection=3000, max_connections=3)
+    async with open_market_data(broker) as md:
+        async with md.subscribe(symbols[:7000], mode=Mode.LTP, overflow=Overflow.CONFLATE):
+            assert [len(c.subscriptions) for c in broker.connections] == [3000, 3000, 1000]
+            assert [c.instruments for c in md.statistics().brokers[0].connections] == [3000, 3000, 1000]
+            async with md.subscribe(symbols[7000:9000], mode=Mode.LTP, overflow=Overflow.CONFLATE):
+                assert [len(c.subscriptions) for c in broker.connections] == [3000, 3000, 3000]
+                requests = len(broker.requests)
+                with pytest.raises(SubscriptionLimitError, match="9000"):
+                    async with md.subscribe([symbols[9000]]):
+                        pytest.fail("the 9001st must be refused")  # pragma: no cover
+                # An instrument already held costs nothing more.
+                async with md.subscribe([symbols[0]], mode=Mode.LTP):
+                    pass
+                assert len(broker.requests) == requests  # neither sent anything
+            assert len(broker.connections) == 3
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Failures
+
+
+async def test_a_broker_refusing_credentials_fails_the_subscribe(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    broker = fake()
+    broker.refuse_credentials()
+    async with open_market_data(broker) as md:
+        with pytest.raises(AuthenticationError):
+            async with md.subscribe([A]):
+                pytest.fail("must not subscribe")  # pragma: no cover
+        assert md.statistics().subscriptions == 0
+    assert broker.connections == []
+
+
+class BuggyTick(Tick):
+    """A tick whose routing raises (the manager sets its symbol): a stand-in for a bug in the router."""
+
+    @property
+    def symbol(self) -> str | None:
+        return None
+
+    @symbol.setter
+    def symbol(self, value: str | None) -> None:
+        if value is not None:
+            raise ZeroDivisionError("a bug in the router")
+
+
+async def test_a_routing_bug_ends_that_connection_loudly_and_the_manager_goes_on(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The router runs in the feed's reader task: an exception there ends that connection's
+    subscriptions with the error (never a silent stall), and later subscriptions open a new connection."""
+    broker = fake()
+    async with open_market_data(broker) as md:
+        async with md.subscribe([A]) as sub:
+            [first] = broker.connections
+            first.push(BuggyTick(Broker.KITE, TOKENS[A], Mode.QUOTE, True, 1.0, segment=1))
+            assert isinstance(first.failed, ZeroDivisionError)
+            with pytest.raises(ZeroDivisionError, match="router"):
+                async for _event in sub:
+                    pass
+            assert not md.statistics().brokers[0].connections[0].connected
+            # The failed subscription is still open; a newcomer must not join the dead connection,
+            # nor inherit the dead subscription's mode (QUOTE): it gets LTP, and every tick it is due.
+            async with md.subscribe([A], mode=Mode.LTP) as again:
+                assert [c.index for c in broker.connections] == [0, 1]
+                assert broker.subscriptions == {A: Mode.LTP}
+                broker.push(tick(A, price=2.0))
+                [fresh] = await batch(again)
+                assert isinstance(fresh, Tick)
+                assert (fresh.symbol, fresh.mode, fresh.last_price) == (A, Mode.LTP, 2.0)
+                stats = md.statistics()
+                assert stats.brokers[0].instruments == 1
+                assert stats.ticks_out == 1  # nothing routed to the ended subscription
+            with pytest.raises(FeedClosedError):
+                await sub.add([B])  # an ended subscription changes nothing upstream
+            assert B not in broker.subscriptions
+        async with md.subscribe([B]) as other:
+            broker.push(tick(B))
+            assert [s for s, _ in await ticks(other)] == [B]
+        assert md.statistics().brokers[0].instruments == 0  # nothing left behind
+        assert broker.subscriptions == {}
+    # A bug (not a broker failure) is logged with its traceback.
+    failures = [r for r in caplog.records if r.name == "trading_ws.manager" and "failed" in r.getMessage()]
+    assert failures
+    assert failures[0].exc_info is not None
+
+
+async def test_the_instrument_master_is_loaded_once_per_manager(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    broker = fake()
+    async with open_market_data(broker) as md:
+        broker.hold("master")
+        async with trio.open_nursery() as nursery:  # concurrent first subscribes share one load
+
+            async def subscribe_once(symbol: str) -> None:
+                async with md.subscribe([symbol]):
+                    pass
+
+            for symbol in (A, B, C):
+                nursery.start_soon(subscribe_once, symbol)
+            await trio.testing.wait_all_tasks_blocked()
+            assert broker.waiting("master") == 1
+            broker.release("master")
+        async with md.subscribe([A]) as sub:
+            await sub.add([D])
+    assert broker.master_loads == 1
