@@ -9,6 +9,7 @@ from collections.abc import Callable
 import pytest
 import trio
 import trio.testing
+from conftest import wait_until
 
 from trading_ws import (
     AuthenticationError,
@@ -34,6 +35,9 @@ RELIANCE = 738561
 NIFTY = 256265
 
 
+pytestmark = pytest.mark.simulator(tick_interval=0.05, heartbeat_interval=1.0, seed=7)
+
+
 async def next_matching(
     feed: KiteFeed, predicate: Callable[[Event], bool], *, seen: list[Event] | None = None
 ) -> Event:
@@ -50,22 +54,8 @@ def tick_of(token: int, mode: Mode | None = None) -> Callable[[Event], bool]:
     return lambda e: isinstance(e, Tick) and e.instrument_token == token and (mode is None or e.mode is mode)
 
 
-async def wait_until(predicate: Callable[[], bool]) -> None:
-    """Poll `predicate` until true (the simulator applies requests asynchronously); the caller's
-    ``fail_after`` bounds the wait."""
-    while not predicate():  # noqa: ASYNC110  (polling another party's state)
-        await trio.sleep(0.005)
-
-
-@pytest.fixture
-async def sim(nursery: trio.Nursery) -> tuple[KiteSimulator, str]:
-    simulator = KiteSimulator(tick_interval=0.05, heartbeat_interval=1.0, seed=7)
-    url = await nursery.start(simulator.serve)
-    return simulator, url
-
-
-async def test_subscribe_full_and_default_quote(sim: tuple[KiteSimulator, str]) -> None:
-    simulator, url = sim
+async def test_subscribe_full_and_default_quote(kite_sim: tuple[KiteSimulator, str]) -> None:
+    simulator, url = kite_sim
     with trio.fail_after(10):
         async with open_kite_feed(DEMO_API_KEY, DEMO_ACCESS_TOKEN, url=url) as feed:
             first = await feed.__anext__()
@@ -95,8 +85,8 @@ async def test_subscribe_full_and_default_quote(sim: tuple[KiteSimulator, str]) 
             assert stats.subscribed == 2
 
 
-async def test_set_mode_and_unsubscribe(sim: tuple[KiteSimulator, str]) -> None:
-    simulator, url = sim
+async def test_set_mode_and_unsubscribe(kite_sim: tuple[KiteSimulator, str]) -> None:
+    simulator, url = kite_sim
     with trio.fail_after(10):
         async with open_kite_feed(DEMO_API_KEY, DEMO_ACCESS_TOKEN, url=url) as feed:
             await feed.subscribe([INFY, NIFTY], Mode.QUOTE)
@@ -121,8 +111,8 @@ async def test_set_mode_and_unsubscribe(sim: tuple[KiteSimulator, str]) -> None:
                 assert NIFTY not in tokens(await feed.receive_batch())
 
 
-async def test_bad_credentials_fail_once_without_retry(sim: tuple[KiteSimulator, str]) -> None:
-    simulator, url = sim
+async def test_bad_credentials_fail_once_without_retry(kite_sim: tuple[KiteSimulator, str]) -> None:
+    simulator, url = kite_sim
     with trio.fail_after(10):
         with pytest.raises(AuthenticationError) as info:
             async with open_kite_feed(DEMO_API_KEY, "wrong-token-123", url=url):
@@ -131,8 +121,8 @@ async def test_bad_credentials_fail_once_without_retry(sim: tuple[KiteSimulator,
         assert simulator.statistics().handshakes_rejected == {403: 1}
 
 
-async def test_token_provider_renews_once(sim: tuple[KiteSimulator, str]) -> None:
-    simulator, url = sim
+async def test_token_provider_renews_once(kite_sim: tuple[KiteSimulator, str]) -> None:
+    simulator, url = kite_sim
     calls = 0
 
     async def provider() -> str:
@@ -159,8 +149,8 @@ async def test_token_provider_renews_once(sim: tuple[KiteSimulator, str]) -> Non
     assert simulator.statistics().handshakes_rejected[403] == rejected_before + 2
 
 
-async def test_reconnect_resubscribes_in_each_mode(sim: tuple[KiteSimulator, str]) -> None:
-    simulator, url = sim
+async def test_reconnect_resubscribes_in_each_mode(kite_sim: tuple[KiteSimulator, str]) -> None:
+    simulator, url = kite_sim
     backoff = Backoff(initial=0.1, jitter=0.0)
     with trio.fail_after(15):
         async with open_kite_feed(DEMO_API_KEY, DEMO_ACCESS_TOKEN, url=url, backoff=backoff) as feed:
@@ -228,8 +218,8 @@ async def test_heartbeats_keep_an_idle_connection_alive(
             assert stats.heartbeats >= 15
 
 
-async def test_expired_token_mid_session_fails_without_storm(sim: tuple[KiteSimulator, str]) -> None:
-    simulator, url = sim
+async def test_expired_token_mid_session_fails_without_storm(kite_sim: tuple[KiteSimulator, str]) -> None:
+    simulator, url = kite_sim
     with trio.fail_after(10):
         async with open_kite_feed(
             DEMO_API_KEY, DEMO_ACCESS_TOKEN, url=url, backoff=Backoff(initial=0.05, jitter=0.0)
@@ -244,8 +234,8 @@ async def test_expired_token_mid_session_fails_without_storm(sim: tuple[KiteSimu
                 await feed.subscribe([INFY])
 
 
-async def test_expired_token_mid_session_renewed_by_provider(sim: tuple[KiteSimulator, str]) -> None:
-    simulator, url = sim
+async def test_expired_token_mid_session_renewed_by_provider(kite_sim: tuple[KiteSimulator, str]) -> None:
+    simulator, url = kite_sim
 
     async def provider() -> str:
         return "tomorrows-token"
@@ -267,8 +257,8 @@ async def test_expired_token_mid_session_renewed_by_provider(sim: tuple[KiteSimu
             assert simulator.statistics().handshakes_rejected == {403: 1}
 
 
-async def test_rate_limited_reconnect_backs_off(sim: tuple[KiteSimulator, str]) -> None:
-    simulator, url = sim
+async def test_rate_limited_reconnect_backs_off(kite_sim: tuple[KiteSimulator, str]) -> None:
+    simulator, url = kite_sim
     backoff = Backoff(initial=0.05, factor=2.0, jitter=0.0)
     with trio.fail_after(10):
         async with open_kite_feed(DEMO_API_KEY, DEMO_ACCESS_TOKEN, url=url, backoff=backoff) as feed:
@@ -285,16 +275,16 @@ async def test_rate_limited_reconnect_backs_off(sim: tuple[KiteSimulator, str]) 
             assert "429" in reasons[2]
 
 
-async def test_first_connection_rate_limited_raises(sim: tuple[KiteSimulator, str]) -> None:
-    simulator, url = sim
+async def test_first_connection_rate_limited_raises(kite_sim: tuple[KiteSimulator, str]) -> None:
+    simulator, url = kite_sim
     simulator.reject_next(429)
     with trio.fail_after(10), pytest.raises(RateLimitedError):
         async with open_kite_feed(DEMO_API_KEY, DEMO_ACCESS_TOKEN, url=url):
             pytest.fail("must not connect")  # pragma: no cover
 
 
-async def test_garbage_frames_are_counted_and_skipped(sim: tuple[KiteSimulator, str]) -> None:
-    simulator, url = sim
+async def test_garbage_frames_are_counted_and_skipped(kite_sim: tuple[KiteSimulator, str]) -> None:
+    simulator, url = kite_sim
     with trio.fail_after(10):
         async with open_kite_feed(DEMO_API_KEY, DEMO_ACCESS_TOKEN, url=url) as feed:
             await feed.subscribe([INFY], Mode.FULL)
@@ -357,8 +347,8 @@ async def test_jittered_backoff_is_deterministic(
     assert all(d <= 8.0 for d in delays)
 
 
-async def test_instrument_limit_is_checked_before_sending(sim: tuple[KiteSimulator, str]) -> None:
-    simulator, url = sim
+async def test_instrument_limit_is_checked_before_sending(kite_sim: tuple[KiteSimulator, str]) -> None:
+    simulator, url = kite_sim
     with trio.fail_after(10):
         async with open_kite_feed(DEMO_API_KEY, DEMO_ACCESS_TOKEN, url=url, max_instruments=3) as feed:
             await feed.subscribe([1, 2, 3], Mode.LTP)
@@ -389,8 +379,10 @@ async def test_unreachable_broker_raises_connect_error() -> None:
             pytest.fail("must not connect")  # pragma: no cover
 
 
-async def test_secrets_never_leak(sim: tuple[KiteSimulator, str], caplog: pytest.LogCaptureFixture) -> None:
-    simulator, url = sim
+async def test_secrets_never_leak(
+    kite_sim: tuple[KiteSimulator, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    simulator, url = kite_sim
     secret = "s3cr3t-access-token-value"
     simulator.access_token = secret
     caplog.set_level(logging.DEBUG)
@@ -410,8 +402,8 @@ async def test_secrets_never_leak(sim: tuple[KiteSimulator, str], caplog: pytest
     assert all(secret not in record.getMessage() for record in caplog.records)
 
 
-async def test_consumer_can_leave_and_feed_closes_cleanly(sim: tuple[KiteSimulator, str]) -> None:
-    simulator, url = sim
+async def test_consumer_can_leave_and_feed_closes_cleanly(kite_sim: tuple[KiteSimulator, str]) -> None:
+    simulator, url = kite_sim
     with trio.fail_after(10):
         async with open_kite_feed(DEMO_API_KEY, DEMO_ACCESS_TOKEN, url=url) as feed:
             await feed.subscribe([INFY], Mode.FULL)
@@ -428,15 +420,15 @@ async def test_consumer_can_leave_and_feed_closes_cleanly(sim: tuple[KiteSimulat
         assert simulator.statistics().open_connections == 0
 
 
-async def test_user_errors_propagate_unwrapped(sim: tuple[KiteSimulator, str]) -> None:
-    _, url = sim
+async def test_user_errors_propagate_unwrapped(kite_sim: tuple[KiteSimulator, str]) -> None:
+    _, url = kite_sim
     with trio.fail_after(10), pytest.raises(KeyError):
         async with open_kite_feed(DEMO_API_KEY, DEMO_ACCESS_TOKEN, url=url):
             raise KeyError("mine")
 
 
-async def test_receive_batch_returns_whole_frames(sim: tuple[KiteSimulator, str]) -> None:
-    _, url = sim
+async def test_receive_batch_returns_whole_frames(kite_sim: tuple[KiteSimulator, str]) -> None:
+    _, url = kite_sim
     tokens = [INFY, RELIANCE, NIFTY]
     with trio.fail_after(10):
         async with open_kite_feed(DEMO_API_KEY, DEMO_ACCESS_TOKEN, url=url) as feed:
@@ -451,8 +443,8 @@ async def test_receive_batch_returns_whole_frames(sim: tuple[KiteSimulator, str]
             assert len({t.received_at for t in ticks}) == 1
 
 
-async def test_a_sink_gets_every_batch_in_the_reader_task(sim: tuple[KiteSimulator, str]) -> None:
-    simulator, url = sim
+async def test_a_sink_gets_every_batch_in_the_reader_task(kite_sim: tuple[KiteSimulator, str]) -> None:
+    simulator, url = kite_sim
     batches: list[list[Event]] = []
     reader_tasks: set[object] = set()
 
@@ -486,10 +478,10 @@ async def test_a_sink_gets_every_batch_in_the_reader_task(sim: tuple[KiteSimulat
     assert len(reader_tasks) == 1
 
 
-async def test_an_error_in_the_sink_is_raised_by_receive_batch(sim: tuple[KiteSimulator, str]) -> None:
+async def test_an_error_in_the_sink_is_raised_by_receive_batch(kite_sim: tuple[KiteSimulator, str]) -> None:
     """A bug in the sink ends the hand-off (later batches are dropped) and reaches the task that awaits
     receive_batch; the reader task is not torn down mid-frame, and leaving the block is clean."""
-    _, url = sim
+    _, url = kite_sim
     calls = 0
 
     def sink(batch: list[Event]) -> None:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 import pytest
 import trio
 import trio.testing
+from conftest import wait_until
 
 from trading_ws import (
     Backoff,
@@ -28,6 +28,9 @@ from trading_ws.sim import DEMO_ACCESS_TOKEN, DEMO_API_KEY, KiteSimulator, kite_
 INFY = 408065
 
 
+pytestmark = pytest.mark.simulator(tick_interval=0.02)
+
+
 def task_count() -> int:
     """All tasks alive in this trio run."""
 
@@ -39,20 +42,8 @@ def task_count() -> int:
     return walk(root)
 
 
-async def wait_until(predicate: Callable[[], bool]) -> None:
-    while not predicate():  # noqa: ASYNC110  (polling the simulator's counters)
-        await trio.sleep(0.005)
-
-
-@pytest.fixture
-async def sim(nursery: trio.Nursery) -> tuple[KiteSimulator, str]:
-    simulator = KiteSimulator(tick_interval=0.02)
-    url = await nursery.start(simulator.serve)
-    return simulator, url
-
-
-async def test_oversized_message_closes_with_1009_and_reconnects(sim: tuple[KiteSimulator, str]) -> None:
-    simulator, url = sim
+async def test_oversized_message_closes_with_1009_and_reconnects(kite_sim: tuple[KiteSimulator, str]) -> None:
+    simulator, url = kite_sim
     with trio.fail_after(10):
         async with open_kite_feed(
             DEMO_API_KEY,
@@ -86,8 +77,8 @@ def test_text_messages_have_a_size_limit() -> None:
         decode_frame(deep)
 
 
-async def test_leaving_while_connected_is_prompt_and_complete(sim: tuple[KiteSimulator, str]) -> None:
-    simulator, url = sim
+async def test_leaving_while_connected_is_prompt_and_complete(kite_sim: tuple[KiteSimulator, str]) -> None:
+    simulator, url = kite_sim
     baseline = task_count()
     broker = KiteBroker(DEMO_API_KEY, DEMO_ACCESS_TOKEN, url=url, instruments=kite_instruments_csv())
     with trio.fail_after(10):
@@ -104,8 +95,8 @@ async def test_leaving_while_connected_is_prompt_and_complete(sim: tuple[KiteSim
         await wait_until(lambda: task_count() == baseline)
 
 
-async def test_leaving_mid_handshake_is_prompt(sim: tuple[KiteSimulator, str]) -> None:
-    simulator, url = sim
+async def test_leaving_mid_handshake_is_prompt(kite_sim: tuple[KiteSimulator, str]) -> None:
+    simulator, url = kite_sim
     simulator.go_silent()  # new handshakes go unanswered
     baseline = task_count()
     started = time.monotonic()
@@ -121,8 +112,8 @@ async def test_leaving_mid_handshake_is_prompt(sim: tuple[KiteSimulator, str]) -
         await wait_until(lambda: task_count() == baseline)
 
 
-async def test_leaving_during_backoff_is_prompt(sim: tuple[KiteSimulator, str]) -> None:
-    simulator, url = sim
+async def test_leaving_during_backoff_is_prompt(kite_sim: tuple[KiteSimulator, str]) -> None:
+    simulator, url = kite_sim
     baseline = task_count()
     with trio.fail_after(10):
         async with open_kite_feed(
@@ -139,9 +130,9 @@ async def test_leaving_during_backoff_is_prompt(sim: tuple[KiteSimulator, str]) 
 
 
 async def test_a_subscriber_leaving_mid_burst_never_breaks_the_others(
-    sim: tuple[KiteSimulator, str],
+    kite_sim: tuple[KiteSimulator, str],
 ) -> None:
-    _, url = sim
+    _, url = kite_sim
     broker = KiteBroker(DEMO_API_KEY, DEMO_ACCESS_TOKEN, url=url, instruments=kite_instruments_csv())
     symbols = ["NSE:INFY", "NSE:RELIANCE", "NSE:TCS"]
     with trio.fail_after(15):

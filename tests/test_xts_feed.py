@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 import trio
 import trio.testing
+from conftest import wait_until
 
 from trading_ws import (
     AuthenticationError,
@@ -60,6 +61,9 @@ NIFTY_INDEX = (1, 26000)
 FAST = Backoff(initial=0.05, jitter=0.0)
 
 
+pytestmark = pytest.mark.simulator(tick_interval=0.03, seed=11)
+
+
 async def next_matching(
     feed: XtsFeed, predicate: Callable[[Event], bool], *, seen: list[Event] | None = None
 ) -> Event:
@@ -82,21 +86,8 @@ def is_(kind: type) -> Callable[[Event], bool]:
     return lambda e: isinstance(e, kind)
 
 
-async def wait_until(predicate: Callable[[], bool]) -> None:
-    """Poll another party's state (the simulator's) until true; the caller's fail_after bounds it."""
-    while not predicate():  # noqa: ASYNC110
-        await trio.sleep(0.005)
-
-
-@pytest.fixture
-async def sim(nursery: trio.Nursery) -> tuple[XtsSimulator, str]:
-    simulator = XtsSimulator(tick_interval=0.03, seed=11)
-    root: str = await nursery.start(simulator.serve)
-    return simulator, root
-
-
-async def test_subscribe_in_all_three_modes(sim: tuple[XtsSimulator, str]) -> None:
-    simulator, root = sim
+async def test_subscribe_in_all_three_modes(xts_sim: tuple[XtsSimulator, str]) -> None:
+    simulator, root = xts_sim
     with trio.fail_after(10):
         async with open_xts_feed(DEMO_APP_KEY, DEMO_SECRET_KEY, root_url=root) as feed:
             assert isinstance(await feed.__anext__(), Connected)
@@ -131,9 +122,9 @@ async def test_subscribe_in_all_three_modes(sim: tuple[XtsSimulator, str]) -> No
             assert stats.decode_errors == 0
 
 
-async def test_snapshots_come_first(sim: tuple[XtsSimulator, str]) -> None:
+async def test_snapshots_come_first(xts_sim: tuple[XtsSimulator, str]) -> None:
     """The listQuotes snapshots of a subscribe arrive as one batch, before any live tick of them."""
-    _, root = sim
+    _, root = xts_sim
     groups = [[RELIANCE, INFY], [TCS, NIFTY_INDEX], [NIFTY_FUT, (2, 52170), (2, 52171)]]
     with trio.fail_after(15):
         async with open_xts_feed(DEMO_APP_KEY, DEMO_SECRET_KEY, root_url=root) as feed:
@@ -157,10 +148,10 @@ async def test_snapshots_come_first(sim: tuple[XtsSimulator, str]) -> None:
             assert feed.statistics().snapshots == 3 * 7
 
 
-async def test_a_sink_gets_snapshots_then_ticks_in_the_reader_task(sim: tuple[XtsSimulator, str]) -> None:
+async def test_a_sink_gets_snapshots_then_ticks_in_the_reader_task(xts_sim: tuple[XtsSimulator, str]) -> None:
     """With a sink, every batch goes to it (status events, the snapshot batch, live messages), in order,
     and nothing is queued for receive_batch."""
-    _, root = sim
+    _, root = xts_sim
     batches: list[list[Event]] = []
     tasks: set[object] = set()
 
@@ -188,8 +179,8 @@ async def test_a_sink_gets_snapshots_then_ticks_in_the_reader_task(sim: tuple[Xt
     assert len(tasks) == 2
 
 
-async def test_mode_change_swaps_the_code_and_unsubscribe(sim: tuple[XtsSimulator, str]) -> None:
-    simulator, root = sim
+async def test_mode_change_swaps_the_code_and_unsubscribe(xts_sim: tuple[XtsSimulator, str]) -> None:
+    simulator, root = xts_sim
     with trio.fail_after(10):
         async with open_xts_feed(DEMO_APP_KEY, DEMO_SECRET_KEY, root_url=root) as feed:
             await feed.subscribe([RELIANCE, INFY], Mode.QUOTE)
@@ -222,8 +213,8 @@ async def test_mode_change_at_the_cap_unsubscribes_first(nursery: trio.Nursery) 
             await next_matching(feed, tick_of(RELIANCE, Mode.LTP))
 
 
-async def test_partial_broadcast_mode(sim: tuple[XtsSimulator, str]) -> None:
-    _, root = sim
+async def test_partial_broadcast_mode(xts_sim: tuple[XtsSimulator, str]) -> None:
+    _, root = xts_sim
     with trio.fail_after(10):
         async with open_xts_feed(
             DEMO_APP_KEY, DEMO_SECRET_KEY, root_url=root, broadcast_mode="partial", flavour="client"
@@ -323,8 +314,8 @@ async def test_idle_connection_stays_up_on_pongs(
             assert simulator.statistics().pings_received >= stats.pings_sent - 1
 
 
-async def test_reconnect_with_the_same_token_makes_no_rest_call(sim: tuple[XtsSimulator, str]) -> None:
-    simulator, root = sim
+async def test_reconnect_with_the_same_token_makes_no_rest_call(xts_sim: tuple[XtsSimulator, str]) -> None:
+    simulator, root = xts_sim
     with trio.fail_after(10):
         async with open_xts_feed(DEMO_APP_KEY, DEMO_SECRET_KEY, root_url=root, backoff=FAST) as feed:
             await feed.subscribe([RELIANCE], Mode.FULL)
@@ -350,8 +341,8 @@ async def test_reconnect_with_the_same_token_makes_no_rest_call(sim: tuple[XtsSi
             assert feed.statistics().reconnects == 1
 
 
-async def test_expired_token_at_the_socket_logs_in_again_once(sim: tuple[XtsSimulator, str]) -> None:
-    simulator, root = sim
+async def test_expired_token_at_the_socket_logs_in_again_once(xts_sim: tuple[XtsSimulator, str]) -> None:
+    simulator, root = xts_sim
     with trio.fail_after(10):
         async with open_xts_feed(DEMO_APP_KEY, DEMO_SECRET_KEY, root_url=root, backoff=FAST) as feed:
             await feed.subscribe([RELIANCE, NIFTY_FUT], Mode.QUOTE)
@@ -408,8 +399,8 @@ async def test_invalid_token_on_rest_logs_in_again(nursery: trio.Nursery, status
             assert sorted(simulator.subscriptions()) == sorted([(*RELIANCE, 1501), (*INFY, 1512)])
 
 
-async def test_bad_credentials_fail_once_without_retry(sim: tuple[XtsSimulator, str]) -> None:
-    simulator, root = sim
+async def test_bad_credentials_fail_once_without_retry(xts_sim: tuple[XtsSimulator, str]) -> None:
+    simulator, root = xts_sim
     wrong = "wrong-secret-987654"
     with trio.fail_after(10):
         with pytest.raises(LoginRefusedError) as info:
@@ -419,8 +410,8 @@ async def test_bad_credentials_fail_once_without_retry(sim: tuple[XtsSimulator, 
         assert simulator.statistics().logins_refused == 1
 
 
-async def test_credentials_provider_is_asked_once(sim: tuple[XtsSimulator, str]) -> None:
-    simulator, root = sim
+async def test_credentials_provider_is_asked_once(xts_sim: tuple[XtsSimulator, str]) -> None:
+    simulator, root = xts_sim
     calls = 0
 
     async def good() -> tuple[str, str]:
@@ -460,8 +451,8 @@ async def test_a_token_refused_right_after_login_is_not_retried_in_a_loop(nurser
         assert stats.handshakes_rejected == 2
 
 
-async def test_refused_relogin_mid_session_fails_the_feed(sim: tuple[XtsSimulator, str]) -> None:
-    simulator, root = sim
+async def test_refused_relogin_mid_session_fails_the_feed(xts_sim: tuple[XtsSimulator, str]) -> None:
+    simulator, root = xts_sim
     with trio.fail_after(10):
         async with open_xts_feed(DEMO_APP_KEY, DEMO_SECRET_KEY, root_url=root, backoff=FAST) as feed:
             await feed.subscribe([RELIANCE])
@@ -481,8 +472,10 @@ async def test_refused_relogin_mid_session_fails_the_feed(sim: tuple[XtsSimulato
         assert stats.logins_refused == 1  # one new login was tried, not a loop
 
 
-async def test_another_login_supersedes_ours_and_we_log_in_again_once(sim: tuple[XtsSimulator, str]) -> None:
-    simulator, root = sim
+async def test_another_login_supersedes_ours_and_we_log_in_again_once(
+    xts_sim: tuple[XtsSimulator, str],
+) -> None:
+    simulator, root = xts_sim
     with trio.fail_after(10):
         async with open_xts_feed(DEMO_APP_KEY, DEMO_SECRET_KEY, root_url=root, backoff=FAST) as feed:
             await feed.subscribe([RELIANCE])
@@ -496,8 +489,8 @@ async def test_another_login_supersedes_ours_and_we_log_in_again_once(sim: tuple
             assert simulator.statistics().logins == 3
 
 
-async def test_cap_of_50_is_refused_before_sending(sim: tuple[XtsSimulator, str]) -> None:
-    simulator, root = sim
+async def test_cap_of_50_is_refused_before_sending(xts_sim: tuple[XtsSimulator, str]) -> None:
+    simulator, root = xts_sim
     many = [(1, 200_000 + i) for i in range(51)]
     with trio.fail_after(10):
         async with open_xts_feed(DEMO_APP_KEY, DEMO_SECRET_KEY, root_url=root) as feed:
@@ -512,8 +505,8 @@ async def test_cap_of_50_is_refused_before_sending(sim: tuple[XtsSimulator, str]
             assert feed.subscriptions == {RELIANCE: Mode.LTP}
 
 
-async def test_refused_instruments_are_not_recorded(sim: tuple[XtsSimulator, str]) -> None:
-    simulator, root = sim
+async def test_refused_instruments_are_not_recorded(xts_sim: tuple[XtsSimulator, str]) -> None:
+    simulator, root = xts_sim
     with trio.fail_after(10):
         async with open_xts_feed(DEMO_APP_KEY, DEMO_SECRET_KEY, root_url=root) as feed:
             await feed.subscribe([RELIANCE], Mode.QUOTE)
@@ -530,8 +523,8 @@ async def test_refused_instruments_are_not_recorded(sim: tuple[XtsSimulator, str
                 await feed.subscribe([RELIANCE], "bogus")
 
 
-async def test_garbage_is_counted_and_skipped(sim: tuple[XtsSimulator, str]) -> None:
-    simulator, root = sim
+async def test_garbage_is_counted_and_skipped(xts_sim: tuple[XtsSimulator, str]) -> None:
+    simulator, root = xts_sim
     with trio.fail_after(10):
         async with open_xts_feed(DEMO_APP_KEY, DEMO_SECRET_KEY, root_url=root) as feed:
             await feed.subscribe([INFY], Mode.FULL)
@@ -547,9 +540,9 @@ async def test_garbage_is_counted_and_skipped(sim: tuple[XtsSimulator, str]) -> 
 
 
 async def test_subscribe_from_the_consumer_never_waits_for_the_consumer(
-    sim: tuple[XtsSimulator, str],
+    xts_sim: tuple[XtsSimulator, str],
 ) -> None:
-    _, root = sim
+    _, root = xts_sim
     with trio.fail_after(10):
         async with open_xts_feed(DEMO_APP_KEY, DEMO_SECRET_KEY, root_url=root, buffer=2) as feed:
             await feed.subscribe([INFY], Mode.QUOTE)
@@ -594,8 +587,8 @@ async def test_secrets_never_leak(nursery: trio.Nursery, caplog: pytest.LogCaptu
         assert new_token not in message
 
 
-async def test_leaving_logs_out_and_closes(sim: tuple[XtsSimulator, str]) -> None:
-    simulator, root = sim
+async def test_leaving_logs_out_and_closes(xts_sim: tuple[XtsSimulator, str]) -> None:
+    simulator, root = xts_sim
     with trio.fail_after(10):
         async with open_xts_feed(DEMO_APP_KEY, DEMO_SECRET_KEY, root_url=root) as feed:
             await feed.subscribe([INFY], Mode.FULL)
@@ -611,8 +604,8 @@ async def test_leaving_logs_out_and_closes(sim: tuple[XtsSimulator, str]) -> Non
         assert simulator.subscriptions() == []
 
 
-async def test_user_errors_propagate_unwrapped(sim: tuple[XtsSimulator, str]) -> None:
-    _, root = sim
+async def test_user_errors_propagate_unwrapped(xts_sim: tuple[XtsSimulator, str]) -> None:
+    _, root = xts_sim
     with trio.fail_after(10), pytest.raises(KeyError):
         async with open_xts_feed(DEMO_APP_KEY, DEMO_SECRET_KEY, root_url=root):
             raise KeyError("mine")
@@ -680,8 +673,8 @@ def test_broker_configuration() -> None:
         XtsBroker(DEMO_APP_KEY, DEMO_SECRET_KEY, "http://xts.example.com")
 
 
-async def test_broker_loads_the_master(sim: tuple[XtsSimulator, str]) -> None:
-    simulator, root = sim
+async def test_broker_loads_the_master(xts_sim: tuple[XtsSimulator, str]) -> None:
+    simulator, root = xts_sim
     with trio.fail_after(10):
         master = await xts_broker(root).load_instruments()
         assert simulator.statistics().logins == 0  # the master needs no login
@@ -702,8 +695,8 @@ async def test_broker_loads_the_master(sim: tuple[XtsSimulator, str]) -> None:
         assert list(given) == ["NSE:RELIANCE"]
 
 
-async def test_manager_subscribes_by_symbol(sim: tuple[XtsSimulator, str]) -> None:
-    simulator, root = sim
+async def test_manager_subscribes_by_symbol(xts_sim: tuple[XtsSimulator, str]) -> None:
+    simulator, root = xts_sim
     symbols = ["NSE:INFY", "NSE:RELIANCE", "NFO:NIFTY26DECFUT"]
     with trio.fail_after(15):
         async with open_market_data(xts_broker(root)) as md:
@@ -737,8 +730,8 @@ async def anext_tick(sub: object) -> Tick:
     raise AssertionError("subscription ended")
 
 
-async def test_manager_routes_reconnects_as_gaps(sim: tuple[XtsSimulator, str]) -> None:
-    simulator, root = sim
+async def test_manager_routes_reconnects_as_gaps(xts_sim: tuple[XtsSimulator, str]) -> None:
+    simulator, root = xts_sim
     with trio.fail_after(15):
         async with open_market_data(xts_broker(root)) as md:
             async with md.subscribe(["NSE:INFY"]) as sub:
@@ -754,10 +747,12 @@ async def test_manager_routes_reconnects_as_gaps(sim: tuple[XtsSimulator, str]) 
                 assert (await anext_tick(sub)).symbol == "NSE:INFY"
 
 
-async def test_manager_snapshots_are_queued_before_subscribe_returns(sim: tuple[XtsSimulator, str]) -> None:
+async def test_manager_snapshots_are_queued_before_subscribe_returns(
+    xts_sim: tuple[XtsSimulator, str],
+) -> None:
     """The listQuotes snapshots of the subscribe call are this subscriber's first ticks: they are in its
     queue by the time `subscribe` has entered, before any live message could arrive."""
-    _, root = sim
+    _, root = xts_sim
     with trio.fail_after(15):
         async with (
             open_market_data(xts_broker(root)) as md,
@@ -769,8 +764,10 @@ async def test_manager_snapshots_are_queued_before_subscribe_returns(sim: tuple[
             await sub.wait_ready()
 
 
-async def test_manager_refuses_past_the_session_cap_at_subscribe_time(sim: tuple[XtsSimulator, str]) -> None:
-    simulator, root = sim
+async def test_manager_refuses_past_the_session_cap_at_subscribe_time(
+    xts_sim: tuple[XtsSimulator, str],
+) -> None:
+    simulator, root = xts_sim
     with trio.fail_after(15):
         async with open_market_data(xts_broker(root, max_instruments_per_connection=3)) as md:
             async with md.subscribe(["NSE:INFY", "NSE:RELIANCE", "NSE:TCS"]) as sub:

@@ -35,11 +35,7 @@ NIFTY_FUT = (2, 52168)
 NIFTY_INDEX = (1, 26000)
 
 
-@pytest.fixture
-async def sim(nursery: trio.Nursery) -> tuple[XtsSimulator, str]:
-    simulator = XtsSimulator(tick_interval=0.05, seed=5)
-    root: str = await nursery.start(simulator.serve)
-    return simulator, root
+pytestmark = pytest.mark.simulator(tick_interval=0.05, seed=5)
 
 
 def live(session: XtsSession) -> bool:
@@ -54,8 +50,8 @@ async def logged_in(root: str, **options: object) -> AsyncIterator[XtsSession]:
         yield session
 
 
-async def test_login_gives_a_token_and_the_plain_user_id(sim: tuple[XtsSimulator, str]) -> None:
-    simulator, root = sim
+async def test_login_gives_a_token_and_the_plain_user_id(xts_sim: tuple[XtsSimulator, str]) -> None:
+    simulator, root = xts_sim
     with trio.fail_after(10):
         async with XtsSession(DEMO_APP_KEY, DEMO_SECRET_KEY, root_url=root) as session:
             assert repr(session).startswith("<XtsSession logged out")
@@ -79,9 +75,9 @@ async def test_login_gives_a_token_and_the_plain_user_id(sim: tuple[XtsSimulator
 
 
 async def test_subscribe_returns_snapshots_and_tracks_the_remaining_count(
-    sim: tuple[XtsSimulator, str],
+    xts_sim: tuple[XtsSimulator, str],
 ) -> None:
-    simulator, root = sim
+    simulator, root = xts_sim
     with trio.fail_after(10):
         async with logged_in(root) as session:
             result = await session.subscribe([RELIANCE, INFY], 1501)
@@ -105,8 +101,8 @@ async def test_subscribe_returns_snapshots_and_tracks_the_remaining_count(
             )
 
 
-async def test_already_subscribed_counts_as_success(sim: tuple[XtsSimulator, str]) -> None:
-    _, root = sim
+async def test_already_subscribed_counts_as_success(xts_sim: tuple[XtsSimulator, str]) -> None:
+    _, root = xts_sim
     with trio.fail_after(10):
         async with logged_in(root) as session:
             await session.subscribe([RELIANCE], 1501)
@@ -121,8 +117,8 @@ async def test_already_subscribed_counts_as_success(sim: tuple[XtsSimulator, str
             assert session.remaining == 48
 
 
-async def test_cap_is_refused_before_sending(sim: tuple[XtsSimulator, str]) -> None:
-    simulator, root = sim
+async def test_cap_is_refused_before_sending(xts_sim: tuple[XtsSimulator, str]) -> None:
+    simulator, root = xts_sim
     many = [(1, 100_000 + i) for i in range(51)]  # not even known to the server: nothing may be sent
     with trio.fail_after(10):
         async with logged_in(root) as session:
@@ -161,8 +157,8 @@ async def test_server_side_cap_refusal_is_a_limit_error(nursery: trio.Nursery) -
             assert session.capacity == 2  # learnt from the refusal's Remaining_Subscription_Count
 
 
-async def test_unsubscribe_and_quotes(sim: tuple[XtsSimulator, str]) -> None:
-    simulator, root = sim
+async def test_unsubscribe_and_quotes(xts_sim: tuple[XtsSimulator, str]) -> None:
+    simulator, root = xts_sim
     with trio.fail_after(10):
         async with logged_in(root) as session:
             await session.subscribe([RELIANCE, INFY], 1502)
@@ -177,8 +173,8 @@ async def test_unsubscribe_and_quotes(sim: tuple[XtsSimulator, str]) -> None:
             assert simulator.subscriptions() == [(*INFY, 1502)]  # quotes subscribe nothing
 
 
-async def test_refusals_are_subscription_errors(sim: tuple[XtsSimulator, str]) -> None:
-    _, root = sim
+async def test_refusals_are_subscription_errors(xts_sim: tuple[XtsSimulator, str]) -> None:
+    _, root = xts_sim
     with trio.fail_after(10):
         async with logged_in(root) as session:
             with pytest.raises(SubscriptionError, match="e-instrument-0001"):
@@ -211,8 +207,8 @@ async def test_invalid_token_is_detected_by_the_envelope(nursery: trio.Nursery, 
             await session.subscribe([RELIANCE], 1501)
 
 
-async def test_bad_credentials_and_refused_logins(sim: tuple[XtsSimulator, str]) -> None:
-    simulator, root = sim
+async def test_bad_credentials_and_refused_logins(xts_sim: tuple[XtsSimulator, str]) -> None:
+    simulator, root = xts_sim
     wrong = "wrong-secret-123456"
     with trio.fail_after(10):
         async with XtsSession(DEMO_APP_KEY, wrong, root_url=root) as session:
@@ -237,8 +233,8 @@ async def test_bad_credentials_and_refused_logins(sim: tuple[XtsSimulator, str])
             assert session.logins == 1
 
 
-async def test_master_and_index_list(sim: tuple[XtsSimulator, str]) -> None:
-    _, root = sim
+async def test_master_and_index_list(xts_sim: tuple[XtsSimulator, str]) -> None:
+    _, root = xts_sim
     with trio.fail_after(10):
         async with XtsSession(DEMO_APP_KEY, DEMO_SECRET_KEY, root_url=root) as session:
             text = await session.instrument_master(["NSECM", 2])  # no login needed
@@ -315,8 +311,10 @@ def test_root_url_endpoints() -> None:
         XtsSession("", DEMO_SECRET_KEY, root_url="http://127.0.0.1:1")
 
 
-async def test_secrets_never_in_logs(sim: tuple[XtsSimulator, str], caplog: pytest.LogCaptureFixture) -> None:
-    simulator, root = sim
+async def test_secrets_never_in_logs(
+    xts_sim: tuple[XtsSimulator, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    simulator, root = xts_sim
     caplog.set_level(logging.DEBUG)
     with trio.fail_after(10):
         async with logged_in(root) as session:
@@ -333,8 +331,8 @@ async def test_secrets_never_in_logs(sim: tuple[XtsSimulator, str], caplog: pyte
         assert DEMO_SECRET_KEY not in message
 
 
-async def test_session_must_be_open(sim: tuple[XtsSimulator, str]) -> None:
-    _, root = sim
+async def test_session_must_be_open(xts_sim: tuple[XtsSimulator, str]) -> None:
+    _, root = xts_sim
     session = XtsSession(DEMO_APP_KEY, DEMO_SECRET_KEY, root_url=root)
     with trio.fail_after(10), pytest.raises(RuntimeError):
         await session.login()
