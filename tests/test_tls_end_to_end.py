@@ -34,23 +34,18 @@ INFY = 408065
 XTS_RELIANCE = (1, 2885)
 
 
-@pytest.fixture(scope="module")
-def tls() -> SimulatorTLS:
-    return SimulatorTLS()
-
-
 @pytest.fixture
-async def kite(nursery: trio.Nursery, tls: SimulatorTLS) -> tuple[str, str]:
+async def kite(nursery: trio.Nursery, sim_tls: SimulatorTLS) -> tuple[str, str]:
     simulator = KiteSimulator(tick_interval=0.05, seed=11)
-    url = await nursery.start(lambda task_status: simulator.serve(tls=tls, task_status=task_status))
-    rest = await nursery.start(lambda task_status: simulator.serve_rest(tls=tls, task_status=task_status))
+    url = await nursery.start(lambda task_status: simulator.serve(tls=sim_tls, task_status=task_status))
+    rest = await nursery.start(lambda task_status: simulator.serve_rest(tls=sim_tls, task_status=task_status))
     return url, rest
 
 
 @pytest.fixture
-async def xts(nursery: trio.Nursery, tls: SimulatorTLS) -> str:
+async def xts(nursery: trio.Nursery, sim_tls: SimulatorTLS) -> str:
     simulator = XtsSimulator(tick_interval=0.05, seed=11)
-    root: str = await nursery.start(lambda task_status: simulator.serve(tls=tls, task_status=task_status))
+    root: str = await nursery.start(lambda task_status: simulator.serve(tls=sim_tls, task_status=task_status))
     return root
 
 
@@ -61,11 +56,11 @@ async def test_the_simulators_speak_tls(kite: tuple[str, str], xts: str) -> None
     assert xts.startswith("https://")
 
 
-async def test_kite_feed_over_wss(kite: tuple[str, str], tls: SimulatorTLS) -> None:
+async def test_kite_feed_over_wss(kite: tuple[str, str], sim_tls: SimulatorTLS) -> None:
     url, _ = kite
     with trio.fail_after(10):
         async with open_kite_feed(
-            DEMO_API_KEY, DEMO_ACCESS_TOKEN, url=url, ssl_context=tls.client_context()
+            DEMO_API_KEY, DEMO_ACCESS_TOKEN, url=url, ssl_context=sim_tls.client_context()
         ) as feed:
             await feed.subscribe([INFY], Mode.FULL)
             async for event in feed:
@@ -74,10 +69,10 @@ async def test_kite_feed_over_wss(kite: tuple[str, str], tls: SimulatorTLS) -> N
                     break
 
 
-async def test_xts_feed_over_https_and_wss(xts: str, tls: SimulatorTLS) -> None:
+async def test_xts_feed_over_https_and_wss(xts: str, sim_tls: SimulatorTLS) -> None:
     with trio.fail_after(10):
         async with open_xts_feed(
-            DEMO_APP_KEY, DEMO_SECRET_KEY, root_url=xts, ssl_context=tls.client_context()
+            DEMO_APP_KEY, DEMO_SECRET_KEY, root_url=xts, ssl_context=sim_tls.client_context()
         ) as feed:
             await feed.subscribe([XTS_RELIANCE], Mode.QUOTE)
             async for event in feed:
@@ -87,12 +82,12 @@ async def test_xts_feed_over_https_and_wss(xts: str, tls: SimulatorTLS) -> None:
 
 
 async def test_the_manager_over_tls_with_both_brokers(
-    kite: tuple[str, str], xts: str, tls: SimulatorTLS
+    kite: tuple[str, str], xts: str, sim_tls: SimulatorTLS
 ) -> None:
     """One context on each broker config serves its WebSocket and its REST calls: the Kite instrument
     master is downloaded over https, the XTS master and session too."""
     url, rest = kite
-    context = tls.client_context()
+    context = sim_tls.client_context()
     brokers: list[KiteBroker | XtsBroker] = [
         KiteBroker(DEMO_API_KEY, DEMO_ACCESS_TOKEN, url=url, api_url=rest, ssl_context=context),
         XtsBroker(DEMO_APP_KEY, DEMO_SECRET_KEY, root_url=xts, ssl_context=context),

@@ -378,9 +378,9 @@ async def test_a_request_cancelled_while_sending_its_body_leaves_nothing_to_fina
 # The right context works: feeds and broker configs over wss:// and https:// (through a TLS front)
 
 
-async def test_kite_feed_with_the_right_context_streams(nursery: trio.Nursery) -> None:
-    simulator = KiteSimulator(tick_interval=0.02, seed=3)
-    plain = await nursery.start(simulator.serve)
+@pytest.mark.simulator(tick_interval=0.02, seed=3)
+async def test_kite_feed_with_the_right_context_streams(kite_sim: tuple[KiteSimulator, str]) -> None:
+    _, plain = kite_sim
     async with front(int(plain.rsplit(":", 1)[1]), always(GOOD)) as (tls, port):
         with trio.fail_after(10):
             async with open_kite_feed(
@@ -393,9 +393,11 @@ async def test_kite_feed_with_the_right_context_streams(nursery: trio.Nursery) -
         assert tls.handshakes == 1
 
 
-async def test_kite_broker_context_serves_the_ticker_and_the_download(nursery: trio.Nursery) -> None:
-    simulator = KiteSimulator(tick_interval=0.02, seed=3)
-    ws = await nursery.start(simulator.serve)
+@pytest.mark.simulator(tick_interval=0.02, seed=3)
+async def test_kite_broker_context_serves_the_ticker_and_the_download(
+    nursery: trio.Nursery, kite_sim: tuple[KiteSimulator, str]
+) -> None:
+    simulator, ws = kite_sim
     rest = await nursery.start(simulator.serve_rest)
     async with (
         front(int(ws.rsplit(":", 1)[1]), always(GOOD)) as (ws_front, ws_port),
@@ -424,9 +426,8 @@ async def test_kite_broker_context_serves_the_ticker_and_the_download(nursery: t
                         pytest.fail("TLS must fail")
 
 
-async def test_xts_broker_context_serves_rest_and_the_socket(nursery: trio.Nursery) -> None:
-    simulator = XtsSimulator()
-    plain = await nursery.start(simulator.serve)
+async def test_xts_broker_context_serves_rest_and_the_socket(xts_sim: tuple[XtsSimulator, str]) -> None:
+    _, plain = xts_sim
     async with front(int(plain.rsplit(":", 1)[1]), always(GOOD)) as (tls, port):
         broker = XtsBroker(
             DEMO_APP_KEY, DEMO_SECRET_KEY, f"https://127.0.0.1:{port}", ssl_context=client_context()
@@ -446,11 +447,11 @@ async def test_xts_broker_context_serves_rest_and_the_socket(nursery: trio.Nurse
 # A reconnect: the certificate rotates to one the client does not trust for two attempts, then back
 
 
+@pytest.mark.simulator(tick_interval=0.2, seed=3)
 async def test_a_tls_failure_on_reconnect_is_a_failed_attempt(
-    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+    autojump_clock: trio.testing.MockClock, kite_sim: tuple[KiteSimulator, str]
 ) -> None:
-    simulator = KiteSimulator(tick_interval=0.2, seed=3)
-    plain = await nursery.start(simulator.serve)
+    _, plain = kite_sim
     # Connection 1 is fine; the broker then drops it, and attempts 1 and 2 (connections 2 and 3) meet a
     # certificate the client does not trust; attempt 3 finds the right one again.
     contexts = {2: UNTRUSTED, 3: UNTRUSTED}
