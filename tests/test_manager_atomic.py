@@ -105,7 +105,9 @@ async def test_add_cancelled_while_waiting_for_the_rate_limiter_adds_nothing_and
 
 
 @pytest.mark.parametrize("point", ["subscribe", "connect"])
-async def test_add_cancelled_in_flight_leaves_the_subscription_as_it_was(point: Point) -> None:
+async def test_add_cancelled_in_flight_leaves_the_subscription_as_it_was(
+    point: Point, autojump_clock: trio.testing.MockClock
+) -> None:
     """Cancelled while the request is made (or while the connection it needs opens): the subscription
     holds what it held, nothing is recorded upstream, ticks that arrived meanwhile are not kept, and the
     same add works afterwards."""
@@ -141,7 +143,9 @@ async def test_add_cancelled_in_flight_leaves_the_subscription_as_it_was(point: 
         assert [t.symbol for t in await ticks_of(sub)] == [B]
 
 
-async def test_add_cancelled_while_waiting_for_another_change_adds_nothing() -> None:
+async def test_add_cancelled_while_waiting_for_another_change_adds_nothing(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     broker = fake()
     async with open_market_data(broker) as md, md.subscribe([A]) as sub, md.subscribe([C]) as other:
         broker.hold("subscribe")
@@ -166,7 +170,9 @@ async def test_add_cancelled_while_waiting_for_another_change_adds_nothing() -> 
         assert B in broker.subscriptions
 
 
-async def test_a_failed_request_adds_nothing_and_what_it_may_have_left_upstream_is_undone() -> None:
+async def test_a_failed_request_adds_nothing_and_what_it_may_have_left_upstream_is_undone(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     """A request that fails (not cancelled) may or may not have reached the broker: the add is undone,
     the error is raised, and the instrument is unsubscribed again in the background."""
     broker = fake()
@@ -184,7 +190,9 @@ async def test_a_failed_request_adds_nothing_and_what_it_may_have_left_upstream_
         assert B in broker.subscriptions
 
 
-async def test_a_connection_failing_under_a_request_is_a_connect_error_and_nothing_is_added() -> None:
+async def test_a_connection_failing_under_a_request_is_a_connect_error_and_nothing_is_added(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     """The connection fails for good while a request is made on it: a subscription that held an
     instrument there ends with the failure; one that was only adding gets ConnectError, holds nothing,
     and goes on (a later add gets a fresh connection)."""
@@ -213,7 +221,9 @@ async def test_a_connection_failing_under_a_request_is_a_connect_error_and_nothi
         assert broker.subscriptions == {B: Mode.QUOTE}
 
 
-async def test_a_newcomer_waiting_while_a_connection_fails_gets_a_fresh_one() -> None:
+async def test_a_newcomer_waiting_while_a_connection_fails_gets_a_fresh_one(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     """A subscription asking for an instrument of a connection that fails meanwhile (its failure waiting
     for the change in progress) is placed on a fresh connection, never on the dead one."""
     broker = fake()
@@ -292,7 +302,9 @@ async def test_subscribe_cancelled_anywhere_leaves_nothing_and_a_retry_works(
 # Subscription.remove and leaving the block
 
 
-async def test_remove_cancelled_while_waiting_for_another_change_removes_nothing() -> None:
+async def test_remove_cancelled_while_waiting_for_another_change_removes_nothing(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     broker = fake()
     async with open_market_data(broker) as md, md.subscribe([A, B]) as sub, md.subscribe([C]) as other:
         broker.hold("subscribe")
@@ -316,7 +328,9 @@ async def test_remove_cancelled_while_waiting_for_another_change_removes_nothing
         assert instruments(md) == 4
 
 
-async def test_remove_cancelled_during_the_unsubscribe_has_removed_and_the_unsubscribe_completes() -> None:
+async def test_remove_cancelled_during_the_unsubscribe_has_removed_and_the_unsubscribe_completes(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     """Once the lock is taken the removal is applied at once; a cancellation during the unsubscribe that
     follows leaves the symbol removed, and the unsubscribe is completed in the background."""
     broker = fake()
@@ -376,7 +390,9 @@ async def test_leaving_while_the_broker_does_not_take_the_unsubscribe(
         assert instruments(md) == 1
 
 
-async def test_a_subscription_left_while_its_add_is_in_flight_holds_nothing_afterwards() -> None:
+async def test_a_subscription_left_while_its_add_is_in_flight_holds_nothing_afterwards(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     broker = fake()
     async with open_market_data(broker) as md:
         errors: list[BaseException] = []
@@ -404,7 +420,9 @@ async def test_a_subscription_left_while_its_add_is_in_flight_holds_nothing_afte
 # Subscription.set_mode
 
 
-async def test_set_mode_upgrade_cancelled_in_flight_keeps_the_old_mode_and_a_retry_works() -> None:
+async def test_set_mode_upgrade_cancelled_in_flight_keeps_the_old_mode_and_a_retry_works(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     broker = fake()
     async with open_market_data(broker) as md, md.subscribe([A], mode=Mode.LTP) as sub:
         broker.hold("subscribe")
@@ -425,7 +443,9 @@ async def test_set_mode_upgrade_cancelled_in_flight_keeps_the_old_mode_and_a_ret
         assert instruments(md) == 1
 
 
-async def test_set_mode_downgrade_cancelled_during_the_request_has_downgraded() -> None:
+async def test_set_mode_downgrade_cancelled_during_the_request_has_downgraded(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     broker = fake()
     async with open_market_data(broker) as md, md.subscribe([A], mode=Mode.FULL) as sub:
         broker.hold("subscribe")
@@ -593,7 +613,9 @@ def test_open_market_data_refuses_bad_brokers_when_called(brokers: tuple[Any, ..
         open_market_data(*brokers)
 
 
-async def test_an_unknown_broker_name_is_refused_when_subscribe_is_called() -> None:
+async def test_an_unknown_broker_name_is_refused_when_subscribe_is_called(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     async with open_market_data(fake()) as md:
         with pytest.raises(ConfigurationError, match="no broker named 'xts'"):
             md.subscribe([A], broker="xts")
@@ -602,7 +624,7 @@ async def test_an_unknown_broker_name_is_refused_when_subscribe_is_called() -> N
         assert md.statistics().subscriptions == 0
 
 
-async def test_many_unknown_symbols_make_a_bounded_message() -> None:
+async def test_many_unknown_symbols_make_a_bounded_message(autojump_clock: trio.testing.MockClock) -> None:
     async with open_market_data(fake()) as md:
         unknown = [f"NSE:NOPE{n}" for n in range(5000)]
         with pytest.raises(UnknownSymbolError) as info:
