@@ -35,6 +35,9 @@ import trio
 if TYPE_CHECKING:
     from trading_ws.sim import KiteSimulator, SimulatorTLS, XtsSimulator
 
+#: `pytester` runs the documented example in a pytest session of its own (tests/test_testing_module.py).
+pytest_plugins = ("pytester",)
+
 #: How often `wait_until` looks (seconds of trio's clock).
 POLL_INTERVAL = 0.005
 

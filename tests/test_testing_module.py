@@ -101,18 +101,12 @@ def test_the_example_breaks_when_the_strategy_does(monkeypatch: pytest.MonkeyPat
     assert example.LEVELS == {"NSE:INFY": 1500.0, "NSE:TCS": 4000.0}
 
 
-def test_the_example_runs_with_pytest_as_documented() -> None:
-    """``pytest docs/examples/test_with_fakebroker.py``, as docs/testing.md says (a child process)."""
-    child = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(EXAMPLE)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert child.returncode == 0, child.stdout + child.stderr
-    assert "4 passed" in child.stdout
+def test_the_example_runs_with_pytest_as_documented(pytester: pytest.Pytester) -> None:
+    """``pytest docs/examples/test_with_fakebroker.py`` with pytest-trio in trio mode, as docs/testing.md
+    says (in process: a fresh pytest session over a copy of the file)."""
+    pytester.makepyfile(test_with_fakebroker=EXAMPLE.read_text(encoding="utf-8"))
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "-o", "trio_mode=true")
+    result.assert_outcomes(passed=4)
 
 
 async def receive(sub: Subscription) -> list[Event]:
