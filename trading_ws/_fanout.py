@@ -30,6 +30,7 @@ from ._model import (
     Disconnected,
     Event,
     Gap,
+    Mode,
     OrderUpdate,
     Reconnecting,
     Resubscribed,
@@ -52,6 +53,8 @@ __all__ = [
 ]
 
 _CHECKPOINT_EVERY: Final = 256
+#: `Mode.rank` by mode, for the router: a dictionary lookup per tick measured faster than the attribute.
+_RANKS: Final = {mode: mode.rank for mode in Mode}
 _STATUS_TYPES: Final = (Connected, Disconnected, Reconnecting, Resubscribed)
 #: How many distinct order updates per broker are remembered to recognise the copies other connections
 #: deliver (they arrive within milliseconds of each other).
@@ -404,6 +407,7 @@ def route(ledger: BrokerLedger, shard: Shard, batch: list[Event], now: float) ->
     """
     by_key = ledger.by_key
     by_segment = ledger.keyed_by_segment
+    ranks = _RANKS
     per_sub: dict[SubscriberState, list[Event]] = {}
     ticks = 0
     out = 0
@@ -419,7 +423,7 @@ def route(ledger: BrokerLedger, shard: Shard, batch: list[Event], now: float) ->
             upstream.last_tick_at = now
             if upstream.stale:
                 upstream.stale = False
-            tick_rank = event.mode.rank
+            tick_rank = ranks[event.mode]
             reduced: dict[int, Tick] | None = None
             for sub, rank in upstream.subscribers.items():
                 delivered: Tick = event
@@ -528,36 +532,40 @@ def _order_status(ledger: BrokerLedger, shard: Shard, event: Event) -> None:
 
 
 def reduce_tick(tick: Tick, rank: int) -> Tick:
-    """A copy of `tick` carrying only what mode `rank` carries (LTP: the price; QUOTE: no depth)."""
+    """A copy of `tick` carrying only what mode `rank` carries (LTP: the price; QUOTE: no depth).
+
+    The builders' leading arguments are passed by position (each names the field it reads): a call with
+    twenty keywords costs about twice as much, and a reduction runs once per mode per tick.
+    """
     if rank == 0:
         return ltp_tick(
-            broker=tick.broker,
-            instrument_token=tick.instrument_token,
-            tradable=tick.tradable,
-            last_price=tick.last_price,
-            last_quantity=None,
-            exchange_time=None,
-            received_at=tick.received_at,
-            segment=tick.segment,
-            symbol=tick.symbol,
+            tick.broker,
+            tick.instrument_token,
+            tick.tradable,
+            tick.last_price,
+            None,  # last_quantity
+            None,  # exchange_time
+            tick.received_at,
+            tick.segment,
+            tick.symbol,
         )
     return quote_tick(
-        broker=tick.broker,
-        instrument_token=tick.instrument_token,
-        tradable=tick.tradable,
-        last_price=tick.last_price,
-        last_quantity=tick.last_quantity,
-        average_price=tick.average_price,
-        volume=tick.volume,
-        total_buy_quantity=tick.total_buy_quantity,
-        total_sell_quantity=tick.total_sell_quantity,
-        ohlc=tick.ohlc,
-        change=tick.change,
-        last_trade_time=tick.last_trade_time,
-        exchange_time=tick.exchange_time,
-        depth=None,
-        received_at=tick.received_at,
-        segment=tick.segment,
+        tick.broker,
+        tick.instrument_token,
+        tick.tradable,
+        tick.last_price,
+        tick.last_quantity,
+        tick.average_price,
+        tick.volume,
+        tick.total_buy_quantity,
+        tick.total_sell_quantity,
+        tick.ohlc,
+        tick.change,
+        tick.last_trade_time,
+        tick.exchange_time,
+        None,  # depth
+        tick.received_at,
+        tick.segment,
         oi=tick.oi,
         oi_day_high=tick.oi_day_high,
         oi_day_low=tick.oi_day_low,
