@@ -206,6 +206,26 @@ async def test_kite_silent_stream_is_dead_after_exactly_the_watchdog(
         assert feed.statistics().heartbeats == 1
 
 
+async def test_kite_heartbeats_keep_an_idle_connection_alive(
+    autojump_clock: trio.abc.Clock, nursery: trio.Nursery
+) -> None:
+    """Kite's one-byte heartbeat, once a second, is all an idle connection gets: it keeps the watchdog
+    quiet however long nothing is subscribed."""
+    peer = KitePeer(nursery, access_token=ACCESS_TOKEN)
+    async with open_kite_feed(
+        API_KEY, ACCESS_TOKEN, url=URL, connect=peer.connect, backoff=NO_JITTER, watchdog_timeout=5.0
+    ) as feed:
+        connection = await peer.accepted()
+        assert kinds(await events(feed, 1)) == [Connected]
+        for _ in range(20):
+            await trio.sleep(1.0)
+            await connection.ws.send_message(b"\x00")
+        await trio.sleep(4.9)  # just within the watchdog after the last one
+        stats = feed.statistics()
+        assert (stats.connected, stats.reconnects, stats.heartbeats, stats.frames) == (True, 0, 20, 20)
+        assert peer.attempts == [0.0]
+
+
 async def test_kite_refused_credentials_fail_the_open_without_a_retry(
     autojump_clock: trio.abc.Clock, nursery: trio.Nursery
 ) -> None:

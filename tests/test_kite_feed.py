@@ -1,4 +1,8 @@
-"""The reconnecting Kite feed against the Kite simulator over loopback."""
+"""The reconnecting Kite feed against the Kite simulator over loopback (protocol and integration tests).
+
+Timing rules (the watchdog, heartbeats, exact backoff delays) are tested over the feed's memory seam under
+``autojump_clock``, where every time is exact: tests/test_feed_memory.py.
+"""
 
 from __future__ import annotations
 
@@ -176,46 +180,6 @@ async def test_reconnect_resubscribes_in_each_mode(kite_sim: tuple[KiteSimulator
             stats = feed.statistics()
             assert stats.connects == 2
             assert stats.reconnects == 1
-
-
-async def test_silent_connection_detected_within_watchdog(
-    mock_clock: trio.testing.MockClock, nursery: trio.Nursery
-) -> None:
-    mock_clock.autojump_threshold = 0.02  # real sockets: jump only when nothing moved for 20 ms
-    simulator = KiteSimulator(tick_interval=0.2, heartbeat_interval=1.0, seed=1)
-    url = await nursery.start(simulator.serve)
-    with trio.fail_after(60):
-        async with open_kite_feed(
-            DEMO_API_KEY, DEMO_ACCESS_TOKEN, url=url, backoff=Backoff(initial=1.0, jitter=0.0)
-        ) as feed:
-            await feed.subscribe([INFY], Mode.QUOTE)
-            await next_matching(feed, tick_of(INFY))
-            simulator.go_silent()
-            silent_since = trio.current_time()
-            lost = await next_matching(feed, lambda e: isinstance(e, Disconnected))
-            detected_after = trio.current_time() - silent_since
-            assert isinstance(lost, Disconnected)
-            assert "no data" in lost.reason
-            # Detected within the 5 s watchdog (plus at most one tick interval of slack).
-            assert 4.7 <= detected_after <= 5.3
-            simulator.go_silent(False)
-            await next_matching(feed, lambda e: isinstance(e, Resubscribed))
-            await next_matching(feed, tick_of(INFY))
-
-
-async def test_heartbeats_keep_an_idle_connection_alive(
-    mock_clock: trio.testing.MockClock, nursery: trio.Nursery
-) -> None:
-    mock_clock.autojump_threshold = 0.02
-    simulator = KiteSimulator(tick_interval=0.2, heartbeat_interval=1.0)
-    url = await nursery.start(simulator.serve)
-    with trio.fail_after(60):
-        async with open_kite_feed(DEMO_API_KEY, DEMO_ACCESS_TOKEN, url=url) as feed:
-            await trio.sleep(20)  # nothing subscribed: only heartbeats flow
-            stats = feed.statistics()
-            assert stats.connected
-            assert stats.reconnects == 0
-            assert stats.heartbeats >= 15
 
 
 async def test_expired_token_mid_session_fails_without_storm(kite_sim: tuple[KiteSimulator, str]) -> None:

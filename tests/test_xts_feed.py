@@ -1,4 +1,9 @@
-"""The reconnecting XTS feed, and `XtsBroker` in the manager, against the XTS simulator over loopback."""
+"""The reconnecting XTS feed, and `XtsBroker` in the manager, against the XTS simulator over loopback
+(protocol and integration tests).
+
+Timing rules (pings and the pong deadline, exact backoff delays, re-login) are tested over the feed's
+memory seam under ``autojump_clock``, where every time is exact: tests/test_feed_memory.py.
+"""
 
 from __future__ import annotations
 
@@ -253,65 +258,6 @@ async def test_flat_touchlines_and_string_joined(nursery: trio.Nursery) -> None:
             stats = feed.statistics()
             assert stats.decode_errors == 0
             assert stats.unknown_packets == 0
-
-
-async def test_heartbeat_loss_is_detected(mock_clock: trio.testing.MockClock, nursery: trio.Nursery) -> None:
-    mock_clock.autojump_threshold = 0.02  # real sockets: jump only when nothing moved for 20 ms
-    simulator = XtsSimulator(tick_interval=0.5, ping_interval=2.0, ping_timeout=3.0, seed=2)
-    root: str = await nursery.start(simulator.serve)
-    with trio.fail_after(120):
-        async with open_xts_feed(
-            DEMO_APP_KEY,
-            DEMO_SECRET_KEY,
-            root_url=root,
-            ping_timeout_slack=1.0,
-            backoff=Backoff(initial=1.0, jitter=0.0),
-        ) as feed:
-            await feed.subscribe([INFY], Mode.QUOTE)
-            await next_matching(feed, tick_of(INFY))
-            await trio.sleep(5)  # a few ping/pong rounds
-            assert feed.statistics().pongs_received >= 2
-            rest_before = simulator.statistics().rest_requests
-            simulator.go_silent()
-            silent_since = trio.current_time()
-            lost = await next_matching(feed, is_(Disconnected))
-            detected_after = trio.current_time() - silent_since
-            assert isinstance(lost, Disconnected)
-            assert "no pong" in lost.reason
-            # The last pong came at most one ping interval before the silence: 6 s limit (2 + 3 + 1).
-            assert 6.0 - 2.0 - 0.1 <= detected_after <= 6.0 + 0.1
-            simulator.go_silent(False)
-            seen: list[Event] = []
-            await next_matching(feed, is_(Resubscribed), seen=seen)
-            assert [type(e) for e in seen if not isinstance(e, Tick)] == [
-                Reconnecting,
-                Connected,
-                Resubscribed,
-            ]
-            await next_matching(feed, tick_of(INFY))
-            assert simulator.statistics().rest_requests == rest_before  # same token: no REST call
-            stats = feed.statistics()
-            assert stats.reconnects == 1
-            assert stats.connects == 2
-
-
-async def test_idle_connection_stays_up_on_pongs(
-    mock_clock: trio.testing.MockClock, nursery: trio.Nursery
-) -> None:
-    mock_clock.autojump_threshold = 0.02
-    simulator = XtsSimulator(tick_interval=0.5, ping_interval=2.0, ping_timeout=1.0)
-    root: str = await nursery.start(simulator.serve)
-    with trio.fail_after(120):
-        async with open_xts_feed(
-            DEMO_APP_KEY, DEMO_SECRET_KEY, root_url=root, ping_timeout_slack=0.5
-        ) as feed:
-            await trio.sleep(30)  # nothing subscribed: only pings and pongs
-            stats = feed.statistics()
-            assert stats.connected
-            assert stats.reconnects == 0
-            assert stats.pings_sent >= 14
-            assert stats.pongs_received >= 14
-            assert simulator.statistics().pings_received >= stats.pings_sent - 1
 
 
 async def test_reconnect_with_the_same_token_makes_no_rest_call(xts_sim: tuple[XtsSimulator, str]) -> None:
