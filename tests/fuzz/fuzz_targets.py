@@ -938,7 +938,8 @@ def check(target: Target, data: bytes, *, timed: bool = True) -> str:
 def clear_caches() -> None:
     """Empty the decoders' bounded timestamp caches (for memory measurements)."""
     kite_codec._codec._TIME_CACHE.clear()
-    xts_codec._codec._TIME_CACHE.clear()
+    xts_codec._codec._NSE_TIMES.clear()
+    xts_codec._codec._OTHER_TIMES.clear()
 
 
 # ---------------------------------------------------------------------------------------------------------

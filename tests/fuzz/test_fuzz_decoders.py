@@ -843,7 +843,7 @@ def test_worst_cases_within_the_deadline(name: str, data: bytes) -> None:
 
 
 def _time_caches() -> list[dict[Any, Any]]:
-    return [kite_pkg._codec._TIME_CACHE, xts_pkg._codec._TIME_CACHE]
+    return [kite_pkg._codec._TIME_CACHE, xts_pkg._codec._NSE_TIMES, xts_pkg._codec._OTHER_TIMES]
 
 
 def memory_growth(target: Target, calls: int) -> int:
@@ -901,7 +901,8 @@ def test_time_caches_stay_bounded() -> None:
     for frame in frames:
         decode_frame(frame, T)
     for s in range(1, 10_000):
-        decode_event("1512-json-partial", f"t:1_1,ltp:1,lut:{s}", T)
+        decode_event("1512-json-partial", f"t:1_1,ltp:1,lut:{s}", T)  # the 1980 base (NSE)
+        decode_event("1512-json-partial", f"t:11_1,ltp:1,lut:{s}", T)  # the 1970 base (BSE)
     for cache in _time_caches():
         assert 0 < len(cache) <= 4096
     clear_caches()

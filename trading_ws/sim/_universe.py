@@ -23,7 +23,7 @@ from typing import Final
 
 import attrs
 
-from .._model import IST, Broker, Depth, DepthLevel, Mode, Ohlc, Tick
+from .._model import IST, Broker, Depth, DepthLevel, Mode, Ohlc, Tick, full_tick, ltp_tick, quote_tick
 from ..brokers.kite._codec import price_divisor
 
 __all__ = [
@@ -613,49 +613,34 @@ class Market:
         segment = token & 0xFF
         last = s.last / d
         if mode is Mode.LTP:
-            return Tick(Broker.KITE, token, Mode.LTP, s.tradable, last, received_at=now, segment=segment)
-        close = s.close / d
-        ohlc = Ohlc(s.open / d, s.high / d, s.low / d, close)
-        change = (last - close) * 100 / close if close else 0.0
-        full = mode is Mode.FULL
-        exchange_time = _datetime(int(now)) if full else None
-        if not s.tradable:
-            return Tick(
-                Broker.KITE,
-                token,
-                mode,
-                False,
-                last,
-                ohlc=ohlc,
-                change=change,
-                exchange_time=exchange_time,
-                received_at=now,
-                segment=segment,
+            return ltp_tick(
+                Broker.KITE, token, s.tradable, last, None, None, received_at=now, segment=segment
             )
-        tick = Tick(
+        close = s.close / d
+        full = mode is Mode.FULL
+        tradable = s.tradable
+        # An index carries no quantities and no depth; FULL adds the times, open interest and depth.
+        return (full_tick if full else quote_tick)(
             Broker.KITE,
             token,
-            mode,
-            True,
+            tradable,
             last,
-            last_quantity=s.last_quantity,
-            average_price=s.average / d,
-            volume=s.volume,
-            total_buy_quantity=s.buy_quantity,
-            total_sell_quantity=s.sell_quantity,
-            ohlc=ohlc,
-            change=change,
+            last_quantity=s.last_quantity if tradable else None,
+            average_price=s.average / d if tradable else None,
+            volume=s.volume if tradable else None,
+            total_buy_quantity=s.buy_quantity if tradable else None,
+            total_sell_quantity=s.sell_quantity if tradable else None,
+            ohlc=Ohlc(s.open / d, s.high / d, s.low / d, close),
+            change=(last - close) * 100 / close if close else 0.0,
+            last_trade_time=_datetime(s.last_trade_time) if full and tradable else None,
+            exchange_time=_datetime(int(now)) if full else None,
+            depth=(s.depth or _depth(s)) if full and tradable else None,
             received_at=now,
             segment=segment,
+            oi=s.oi if full and tradable else None,
+            oi_day_high=s.oi_high if full and tradable else None,
+            oi_day_low=s.oi_low if full and tradable else None,
         )
-        if full:
-            tick.last_trade_time = _datetime(s.last_trade_time)
-            tick.exchange_time = exchange_time
-            tick.oi = s.oi
-            tick.oi_day_high = s.oi_high
-            tick.oi_day_low = s.oi_low
-            tick.depth = s.depth or _depth(s)
-        return tick
 
 
 _TIMES: dict[int, datetime] = {}
