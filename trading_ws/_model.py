@@ -211,9 +211,9 @@ class Depth:
         return f"Depth(bids={list(self.bids)!r}, asks={list(self.asks)!r})"
 
 
-# The field order is the order of Tick's positional arguments: tests/test_model.py pins it, so that a field
-# added or moved is also added to the builders below (ltp_tick, quote_tick, full_tick) and checked at every
-# positional ``Tick(...)`` call rather than silently shifting their arguments.
+# The field order is the order of Tick's positional arguments, which applications may use: tests/test_model.py
+# pins it. The library itself builds ticks with the per-mode builders below (ltp_tick, quote_tick, full_tick),
+# which set every field by name; a field added here must be added to them (a test checks they set all).
 @attrs.define(slots=True)
 class Tick:
     """One market-data update for one instrument, in the shape every broker fills.
@@ -262,7 +262,6 @@ class Tick:
 _new_object = object.__new__
 _init_ohlc = Ohlc.__init__
 _init_level = DepthLevel.__init__
-_init_tick = Tick.__init__  # TEMPORARY (codec split in progress)
 
 
 def ltp_tick(
