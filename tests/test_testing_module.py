@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Coroutine
@@ -107,6 +108,41 @@ def test_the_example_runs_with_pytest_as_documented(pytester: pytest.Pytester) -
     pytester.makepyfile(test_with_fakebroker=EXAMPLE.read_text(encoding="utf-8"))
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "-o", "trio_mode=true")
     result.assert_outcomes(passed=4)
+
+
+def page_tests() -> dict[str, Callable[[trio.testing.MockClock], Coroutine[Any, Any, None]]]:
+    """The test functions of docs/testing.md's python blocks that run on FakeBroker (their one argument is
+    the autojump clock; the simulator's block needs a network and is only type-checked)."""
+    text = (ROOT / "docs" / "testing.md").read_text(encoding="utf-8")
+    found = {}
+    for n, code in enumerate(re.findall(r"^```python\n(.*?)^```", text, re.MULTILINE | re.DOTALL)):
+        namespace: dict[str, Any] = {"__name__": f"testing_md_{n}"}
+        exec(compile(code, f"docs/testing.md block {n + 1}", "exec"), namespace)
+        for name, function in namespace.items():
+            if name.startswith("test_") and list(inspect.signature(function).parameters) == [
+                "autojump_clock"
+            ]:
+                found[name] = function
+    return found
+
+
+PAGE_TESTS = page_tests()
+
+
+def test_the_pages_examples_are_found() -> None:
+    assert sorted(PAGE_TESTS) == [
+        "test_a_cancelled_subscribe_leaves_nothing",
+        "test_a_drop_is_a_gap",
+        "test_an_expired_token_ends_the_subscription",
+        "test_my_subscription",
+        "test_two_users_share_one_upstream",
+    ]
+
+
+@pytest.mark.parametrize("name", sorted(PAGE_TESTS))
+def test_each_example_of_the_page_passes(name: str) -> None:
+    clock = trio.testing.MockClock(autojump_threshold=0)
+    trio.run(PAGE_TESTS[name], clock, clock=clock)
 
 
 async def receive(sub: Subscription) -> list[Event]:
