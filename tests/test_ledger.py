@@ -4,8 +4,10 @@ and a state machine running random changes (with failed and cancelled requests) 
 from __future__ import annotations
 
 import ast
+import importlib
 import inspect
 from collections.abc import Hashable, Iterable
+from types import ModuleType
 
 import pytest
 from hypothesis import HealthCheck, settings, strategies as st
@@ -392,12 +394,33 @@ def test_the_stale_scan_reports_each_quiet_instrument_once_per_quiet_spell() -> 
     assert ledger.scan_stale(100.0, after=5.0) == {}  # a connection that is down is not quiet
 
 
+def runtime_imports(module: ModuleType) -> set[str]:
+    """The modules `module` imports when it runs (what ``if TYPE_CHECKING:`` imports is left out), with
+    package-relative ones as ``trading_ws.<name>``."""
+    tree = ast.parse(inspect.getsource(module))
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            names.add(f"trading_ws.{node.module}" if node.level else node.module or "")
+    return names
+
+
 def test_the_ledger_is_sans_io() -> None:
-    """No trio, no clock, no await: the shell passes the time in and makes the requests."""
+    """No trio, no clock, no await, here or in what it imports: the shell passes the time in and makes
+    the requests."""
+    io = {"trio", "time", "anyio", "asyncio", "socket"}
+    seen: set[str] = set()
+    todo = ["trading_ws._ledger"]
+    while todo:
+        name = todo.pop()
+        seen.add(name)
+        imported = runtime_imports(importlib.import_module(name))
+        assert not {n for n in imported if n.split(".")[0] in io}, (name, imported)
+        todo += [n for n in imported if n.startswith("trading_ws.") and n not in seen]
+    assert seen == {"trading_ws._ledger", "trading_ws._errors", "trading_ws._model"}
     tree = ast.parse(inspect.getsource(ledger_module))
-    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-    imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    assert not {name for name in imported if name.split(".")[0] in {"trio", "time", "anyio", "asyncio"}}
     assert not [node for node in ast.walk(tree) if isinstance(node, (ast.Await, ast.AsyncFunctionDef))]
 
 
@@ -408,8 +431,12 @@ def test_the_ledger_is_sans_io() -> None:
 TOKENS = range(1, 9)
 PER_CONNECTION = 3
 CONNECTIONS = 2
-#: How each request of a change goes (a new connection may fail to open).
-OUTCOMES = st.lists(st.sampled_from(["ok", "ok", "ok", "fails", "cancelled", "connect_fails"]), max_size=4)
+#: How each request of a change goes (a new connection may fail to open; a subscriber, this one or another,
+#: may leave its block meanwhile).
+OUTCOMES = st.lists(
+    st.sampled_from(["ok", "ok", "ok", "fails", "cancelled", "connect_fails", "it leaves", "another leaves"]),
+    max_size=4,
+)
 #: How each lowering request goes (a failure is logged and stays dirty; a cancellation leaves the rest).
 LOWERING = st.lists(st.sampled_from(["ok", "ok", "fails", "fails unsent", "cancelled"]), max_size=3)
 
@@ -501,14 +528,38 @@ class LedgerMachine(RuleBasedStateMachine):
             assert {k: (dict(u.subscribers), u.rank) for k, u in ledger.by_key.items()} == before
             return
         assert placed + len(new) <= PER_CONNECTION * CONNECTIONS
+        left: list[Hashable] = []  # what subscribers that left meanwhile held: lowered after (the lock)
         for i, request in enumerate(change.plan.requests):
-            if not self._make(request, outcomes[i] if i < len(outcomes) else "ok"):
+            outcome = outcomes[i] if i < len(outcomes) else "ok"
+            if outcome == "another leaves":  # a subscribe block is left (that needs no lock)
+                others = [s for s in self.held if s is not sub]
+                if others:
+                    left += self._leave_now(others[0])
+                outcome = "ok"
+            if outcome == "it leaves":  # its own block is left while the request is in flight
+                left += self._leave_now(sub)
+                self._make(request, "ok")
+                ledger.rollback(change)  # the shell finds the queue closed: FeedClosedError
+                self._lower(left, [])
+                return
+            if not self._make(request, outcome):
                 ledger.rollback(change)  # the model is unchanged
+                self._lower(left, [])
                 return
         ledger.commit(change)
         self.held[sub] = (self.held[sub] - remove) | add
         self.mode[sub] = mode
         self._lower(change.touched, lowering)
+        self._lower(left, [])
+
+    def _leave_now(self, sub: SubscriberState) -> list[Hashable]:
+        """A subscriber's block is left: its queue closes and it lets go of everything at once."""
+        sub.queue.close()
+        keys = self.ledger.leave(sub)
+        assert set(keys) >= self.held.pop(sub)  # (and what a change in flight is adding)
+        del self.mode[sub]
+        self.ended.discard(sub)
+        return keys
 
     @rule(
         mode=st.sampled_from(Mode),
@@ -521,7 +572,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.held[sub] = set()
         self.mode[sub] = mode
         self._change(sub, symbols, set(), mode, outcomes, [])
-        if not self.held[sub] and symbols:  # it failed: the block is never entered
+        if sub in self.held and not self.held[sub] and symbols:  # it failed: the block is never entered
             sub.queue.close()
             self._lower(self.ledger.leave(sub), [])
             del self.held[sub], self.mode[sub]
@@ -553,11 +604,9 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(data=st.data(), lowering=LOWERING)
     def leave(self, data: st.DataObject, lowering: list[str]) -> None:
         sub = data.draw(st.sampled_from(list(self.held)))
-        sub.queue.close()
-        keys = self.ledger.leave(sub)
-        assert sorted(keys, key=repr) == sorted(self.held.pop(sub))
-        del self.mode[sub]
-        self.ended.discard(sub)
+        held = self.held[sub]
+        keys = self._leave_now(sub)
+        assert set(keys) == held
         self._lower(keys, lowering)
 
     @rule()
