@@ -550,6 +550,24 @@ async def test_leaving_logs_out_and_closes(xts_sim: tuple[XtsSimulator, str]) ->
         assert simulator.subscriptions() == []
 
 
+async def test_a_cancelled_feed_logs_out_without_waiting_for_the_close_reply(
+    xts_sim: tuple[XtsSimulator, str],
+) -> None:
+    # Under cancellation trio-websocket's reader is cancelled too, so nobody would read the server's close
+    # reply: the polite close must be skipped (not waited out for close_timeout), the logout still made.
+    simulator, root = xts_sim
+    with trio.fail_after(10):  # far below close_timeout: waiting for the reply would fail the test
+        with trio.CancelScope() as scope:
+            async with open_xts_feed(DEMO_APP_KEY, DEMO_SECRET_KEY, root_url=root, close_timeout=60) as feed:
+                await feed.subscribe([INFY], Mode.FULL)
+                await next_matching(feed, tick_of(INFY))
+                scope.cancel()
+                await trio.sleep_forever()
+        assert scope.cancelled_caught
+        assert simulator.statistics().sessions == 0  # logged out before the block was left
+        await wait_until(lambda: simulator.statistics().sockets_open == 0)
+
+
 async def test_user_errors_propagate_unwrapped(xts_sim: tuple[XtsSimulator, str]) -> None:
     _, root = xts_sim
     with trio.fail_after(10), pytest.raises(KeyError):

@@ -21,6 +21,7 @@ session.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import ssl
 import time
@@ -366,8 +367,12 @@ class XtsFeed(BatchFeed):
         """Close the WebSocket (while its reader still runs, so the closing handshake can complete: once
         the service nursery is cancelled, trio-websocket's reader is too, and a close waits in vain) and
         log out, side by side, shielded, both done or abandoned by `deadline`: one bound on the whole
-        exit, however the server behaves."""
-        ws = self._ws
+        exit, however the server behaves.
+
+        When the feed is being cancelled (the manager leaving, or the caller's scope), the reader is
+        cancelled as well and nobody would read the server's close reply: the polite close is skipped
+        (the socket itself is closed by the transport in every case) and only the logout runs."""
+        ws = self._ws if trio.current_effective_deadline() != -math.inf else None
         session = self._session
 
         async def log_out() -> None:
