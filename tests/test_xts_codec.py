@@ -220,6 +220,28 @@ def test_1501_from_dict_and_bytes() -> None:
     assert only(decode_event("1501-json-full", NIFTY_1501.encode(), NOW)) == expected
 
 
+@pytest.mark.parametrize("code", [1501, 1502])
+def test_touchline_errors_show_the_data_as_given(code: int) -> None:
+    message = {"ExchangeSegment": 1, "ExchangeInstrumentID": 2885, "Touchline": {"Open": 1.0}}
+    text = json.dumps(message)
+    for data, raw in ((text, text), (message, json.dumps(message, separators=(",", ":")))):
+        with pytest.raises(DecodeError, match=f"malformed XTS {code} message: missing") as info:
+            decode_full(code, data, NOW)
+        assert info.value.raw == raw
+
+
+def test_both_time_bases_are_the_shared_time_cache() -> None:
+    from trading_ws.brokers._timecache import TimeCache
+    from trading_ws.brokers.kite import _codec as kite_codec
+    from trading_ws.brokers.xts import _codec
+
+    caches = [_codec._NSE_TIMES, _codec._OTHER_TIMES, kite_codec._TIME_CACHE]
+    assert all(type(cache) is TimeCache for cache in caches)
+    assert (_codec._NSE_TIMES.offset, _codec._OTHER_TIMES.offset) == (315532800 - 19800, -19800)
+    assert xts_to_datetime(1, 1) == datetime(1980, 1, 1, 0, 0, 1, tzinfo=IST)
+    assert xts_to_datetime(1, 11) == datetime(1970, 1, 1, 0, 0, 1, tzinfo=IST)
+
+
 def test_1502_depth_sample() -> None:
     tick = only(decode_event("1502-json-full", json.dumps(DEPTH_1502), NOW))
     assert tick.mode is Mode.FULL
@@ -738,6 +760,19 @@ def ticks(draw: st.DrawFn, mode: Mode, one_level: bool = False) -> Tick:
         received_at=NOW,
         segment=segment,
     )
+
+
+@settings(max_examples=100, deadline=None)
+@given(tick=st.one_of(ticks(Mode.QUOTE, one_level=True), ticks(Mode.FULL)), nested=st.booleans())
+def test_touchline_text_and_dict_forms_decode_alike(tick: Tick, nested: bool) -> None:
+    # 1501 and 1502 come from one generated handler, whose body serves JSON text (the hot path) and a
+    # dict converted to the flat-capable struct: both forms, nested or flat, give the same tick.
+    text = encode_full(tick, nested=nested)
+    name = event_name(MODE_TO_CODE[tick.mode])
+    from_text = only(decode_event(name, text, NOW))
+    assert from_text == tick
+    assert only(decode_event(name, json.loads(text), NOW)) == from_text
+    assert only(decode_event(name, text.encode(), NOW)) == from_text
 
 
 @settings(max_examples=150, deadline=None)
