@@ -33,6 +33,7 @@ from trading_ws import (
     FeedClosedError,
     Mode,
     Ohlc,
+    RateLimitedError,
     Reconnecting,
     Resubscribed,
     Tick,
@@ -184,6 +185,33 @@ async def test_kite_dropped_stream_reconnects_with_exact_backoff(
         ]
         stats = feed.statistics()
         assert (stats.connects, stats.reconnects, stats.subscribed) == (2, 1, 2)
+
+
+async def test_kite_rate_limited_handshakes_back_off_exactly(
+    autojump_clock: trio.abc.Clock, nursery: trio.Nursery
+) -> None:
+    """HTTP 429 on reconnecting is one more failed attempt (the backoff grows); on the very first
+    connection it is `RateLimitedError`, raised where the feed is opened, with no retry."""
+    peer = KitePeer(nursery, access_token=ACCESS_TOKEN)
+    peer.refusals.append(429)
+    with pytest.raises(RateLimitedError):
+        async with open_kite_feed(API_KEY, ACCESS_TOKEN, url=URL, connect=peer.connect, backoff=NO_JITTER):
+            pytest.fail("must not connect")  # pragma: no cover
+    assert (peer.attempts, peer.refused) == ([0.0], [429])
+    async with open_kite_feed(
+        API_KEY, ACCESS_TOKEN, url=URL, connect=peer.connect, backoff=NO_JITTER
+    ) as feed:
+        first = await peer.accepted()
+        assert kinds(await events(feed, 1)) == [Connected]
+        peer.refusals += [429, 429]
+        await first.drop()
+        seen = await events(feed, 7)
+        assert kinds(seen) == [Disconnected, Reconnecting] * 3 + [Connected]
+        assert [e.delay for e in seen if isinstance(e, Reconnecting)] == [1.0, 2.0, 4.0]
+        assert [e.reason for e in seen if isinstance(e, Disconnected)][1:] == [
+            "broker refused the connection: too many (HTTP 429)",
+        ] * 2
+        assert peer.attempts[1:] == [0.0, 1.0, 3.0, 7.0]
 
 
 async def test_kite_silent_stream_is_dead_after_exactly_the_watchdog(

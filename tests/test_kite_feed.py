@@ -25,7 +25,6 @@ from trading_ws import (
     Event,
     FeedClosedError,
     Mode,
-    RateLimitedError,
     Reconnecting,
     Resubscribed,
     SubscriptionLimitError,
@@ -219,32 +218,6 @@ async def test_expired_token_mid_session_renewed_by_provider(kite_sim: tuple[Kit
             await next_matching(feed, lambda e: isinstance(e, Resubscribed))
             await next_matching(feed, tick_of(INFY, Mode.LTP))
             assert simulator.statistics().handshakes_rejected == {403: 1}
-
-
-async def test_rate_limited_reconnect_backs_off(kite_sim: tuple[KiteSimulator, str]) -> None:
-    simulator, url = kite_sim
-    backoff = Backoff(initial=0.05, factor=2.0, jitter=0.0)
-    with trio.fail_after(10):
-        async with open_kite_feed(DEMO_API_KEY, DEMO_ACCESS_TOKEN, url=url, backoff=backoff) as feed:
-            assert isinstance(await feed.__anext__(), Connected)
-            simulator.reject_next(429, count=2)
-            simulator.drop_connections()
-            seen: list[Event] = []
-            await next_matching(feed, lambda e: isinstance(e, Connected), seen=seen)
-            delays = [e.delay for e in seen if isinstance(e, Reconnecting)]
-            assert delays == pytest.approx([0.05, 0.1, 0.2])
-            reasons = [e.reason for e in seen if isinstance(e, Disconnected)]
-            assert len(reasons) == 3
-            assert "429" in reasons[1]
-            assert "429" in reasons[2]
-
-
-async def test_first_connection_rate_limited_raises(kite_sim: tuple[KiteSimulator, str]) -> None:
-    simulator, url = kite_sim
-    simulator.reject_next(429)
-    with trio.fail_after(10), pytest.raises(RateLimitedError):
-        async with open_kite_feed(DEMO_API_KEY, DEMO_ACCESS_TOKEN, url=url):
-            pytest.fail("must not connect")  # pragma: no cover
 
 
 async def test_garbage_frames_are_counted_and_skipped(kite_sim: tuple[KiteSimulator, str]) -> None:
