@@ -1,5 +1,11 @@
 """The reconnect policy (sans-IO: no sockets, no clock) and the one supervisor loop (under autojump_clock,
-with scripted connectors)."""
+with scripted connectors).
+
+The feeds' reconnects end to end (the exact backoff delays, resubscribing, watchdogs and pings, refused and
+renewed credentials, 429s) run over their ``connect=`` seam in memory under ``autojump_clock``:
+tests/test_feed_memory.py; the manager's handling of them (status events, gaps, failed connections) on
+`trading_ws.testing.FakeBroker`: tests/test_manager_fake.py and tests/test_manager_orders.py.
+"""
 
 from __future__ import annotations
 
