@@ -87,6 +87,11 @@ def subscriber(mode: Mode = Mode.QUOTE) -> tuple[SubscriberState, Inbox]:
     return SubscriberState(inbox, mode), inbox
 
 
+def mode_of(sub: SubscriberState) -> Mode:
+    """The subscriber's mode now (a call, so that mypy does not narrow it across changes)."""
+    return sub.mode
+
+
 def make(ledger: BrokerLedger, request: Request, now: float = 0.0) -> None:
     """Make a request as the shell does: open the connection it needs, then record it."""
     while request.shard >= len(ledger.shards):
@@ -215,6 +220,30 @@ def test_modes_upstream_follow_the_highest_holder_up_and_down() -> None:
     assert ledger.by_key == {}
     assert ledger.dirty == set()
     assert ledger.shards[0].keys == set()
+
+
+def test_a_change_without_a_mode_keeps_the_mode_it_finds_after_an_undone_or_a_done_change() -> None:
+    """add/remove pass no mode: the ledger reads it when the change is applied (under the shell's lock),
+    so an upgrade undone before it does not come back, and a set_mode done before it is not undone."""
+    ledger = make_ledger()
+    sub, _ = subscriber(Mode.QUOTE)
+    apply(ledger, ledger.change(sub, [info(1)], (), Mode.QUOTE))
+    upgrade = ledger.change(sub, (), (), Mode.FULL)
+    assert mode_of(sub) is Mode.FULL  # in flight
+    ledger.rollback(upgrade)
+    change = ledger.change(sub, [info(2)], (), None)
+    assert summary(change.plan) == [(0, 1, [2])]
+    apply(ledger, change)
+    assert mode_of(sub) is Mode.QUOTE
+    assert {k: u.subscribers for k, u in ledger.by_key.items()} == {1: {sub: 1}, 2: {sub: 1}}
+    apply(ledger, ledger.change(sub, (), (), Mode.LTP))
+    apply(ledger, ledger.change(sub, [info(3)], [1], None))
+    assert mode_of(sub) is Mode.LTP
+    assert {k: (u.subscribers, u.rank) for k, u in ledger.by_key.items()} == {
+        2: ({sub: 0}, 0),
+        3: ({sub: 0}, 0),
+    }
+    check_structure(ledger)
 
 
 def test_remove_is_final_on_commit_and_its_ticks_are_discarded() -> None:
@@ -508,12 +537,14 @@ class LedgerMachine(RuleBasedStateMachine):
         sub: SubscriberState,
         add: set[int],
         remove: set[int],
-        mode: Mode,
+        mode: Mode | None,
         outcomes: list[str],
         lowering: list[str],
     ) -> None:
         """One change as the shell makes it: lower what is dirty, plan, make the requests (each may fail
-        or be cancelled: rolled back), commit, lower."""
+        or be cancelled: rolled back), commit, lower. `mode` None keeps the mode (add and remove pass it,
+        so the ledger reads the mode when the change is applied, after any earlier change was committed
+        or rolled back)."""
         ledger = self.ledger
         self.now += 1.0
         if ledger.dirty:
@@ -548,7 +579,8 @@ class LedgerMachine(RuleBasedStateMachine):
                 return
         ledger.commit(change)
         self.held[sub] = (self.held[sub] - remove) | add
-        self.mode[sub] = mode
+        if mode is not None:
+            self.mode[sub] = mode
         self._lower(change.touched, lowering)
         self._lower(left, [])
 
@@ -586,19 +618,37 @@ class LedgerMachine(RuleBasedStateMachine):
     )
     def add(self, data: st.DataObject, symbols: set[int], outcomes: list[str], lowering: list[str]) -> None:
         sub = data.draw(st.sampled_from(self._live()))
-        self._change(sub, symbols, set(), self.mode[sub], outcomes, lowering)
+        self._change(sub, symbols, set(), None, outcomes, lowering)
 
     @precondition(lambda self: bool(self._live()))
     @rule(data=st.data(), symbols=st.sets(st.sampled_from(TOKENS), max_size=4), lowering=LOWERING)
     def remove(self, data: st.DataObject, symbols: set[int], lowering: list[str]) -> None:
         sub = data.draw(st.sampled_from(self._live()))
-        self._change(sub, set(), symbols, self.mode[sub], [], lowering)
+        self._change(sub, set(), symbols, None, [], lowering)
 
     @precondition(lambda self: bool(self._live()))
     @rule(data=st.data(), mode=st.sampled_from(Mode), outcomes=OUTCOMES, lowering=LOWERING)
     def set_mode(self, data: st.DataObject, mode: Mode, outcomes: list[str], lowering: list[str]) -> None:
         sub = data.draw(st.sampled_from(self._live()))
         self._change(sub, set(), set(), mode, outcomes, lowering)
+
+    @precondition(lambda self: bool(self._live()))
+    @rule(
+        data=st.data(),
+        mode=st.sampled_from(Mode),
+        outcomes=OUTCOMES,
+        symbols=st.sets(st.sampled_from(TOKENS), max_size=3),
+        then=OUTCOMES,
+    )
+    def set_mode_then_add(
+        self, data: st.DataObject, mode: Mode, outcomes: list[str], symbols: set[int], then: list[str]
+    ) -> None:
+        """Two changes of one subscriber queued on the lock: a set_mode (done or undone), then an add
+        that keeps whatever mode the first one left."""
+        sub = data.draw(st.sampled_from(self._live()))
+        self._change(sub, set(), set(), mode, outcomes, [])
+        if sub in self._live():
+            self._change(sub, symbols, set(), None, then, [])
 
     @precondition(lambda self: bool(self.held))
     @rule(data=st.data(), lowering=LOWERING)

@@ -75,6 +75,11 @@ class Nameless(FakeBroker):
         return ""
 
 
+def mode_of(sub: Subscription) -> Mode:
+    """The subscription's mode now (a call, so that mypy does not narrow it across awaits)."""
+    return sub.mode
+
+
 def instruments(md: MarketData) -> int:
     return md.statistics().brokers[0].instruments
 
@@ -461,6 +466,72 @@ async def test_set_mode_downgrade_cancelled_during_the_request_has_downgraded(
         await trio.testing.wait_all_tasks_blocked()
         assert broker.subscriptions == {A: Mode.LTP}  # completed in the background
         assert instruments(md) == 1
+
+
+async def test_an_add_queued_behind_a_cancelled_upgrade_keeps_the_old_mode(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Two changes of one subscription at once: the add reads the mode under the lock, after the
+    upgrade in flight was cancelled and undone, so the upgrade does not come back with it."""
+    broker = fake()
+    async with open_market_data(broker) as md, md.subscribe([A], mode=Mode.QUOTE) as sub:
+        async with trio.open_nursery() as nursery:
+            scope = trio.CancelScope()
+
+            async def upgrade() -> None:
+                with scope:
+                    await sub.set_mode(Mode.FULL)
+
+            broker.hold("subscribe")
+            nursery.start_soon(upgrade)
+            await broker.wait_parked("subscribe")
+            assert mode_of(sub) is Mode.FULL  # the change in flight, applied to what is wanted
+            nursery.start_soon(sub.add, [B])
+            await trio.testing.wait_all_tasks_blocked()
+            scope.cancel()
+            await trio.testing.wait_all_tasks_blocked()
+            assert mode_of(sub) is Mode.QUOTE  # undone
+            broker.release("subscribe")
+        assert scope.cancelled_caught
+        assert mode_of(sub) is Mode.QUOTE
+        assert sub.symbols == {A, B}
+        assert broker.subscriptions == {A: Mode.QUOTE, B: Mode.QUOTE}
+        assert [(r.action, r.symbols, r.mode) for r in broker.requests[-1:]] == [
+            ("subscribe", (B,), Mode.QUOTE)
+        ]
+
+
+async def test_an_add_queued_behind_a_completed_set_mode_keeps_the_new_mode(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """set_mode then add, queued in that order behind another change: both complete, and the mode is
+    the one set_mode set (the add did not put back the mode it saw when it was called)."""
+    broker = fake()
+    async with open_market_data(broker) as md, md.subscribe([A], mode=Mode.QUOTE) as sub:
+        async with trio.open_nursery() as nursery:
+
+            async def other() -> None:
+                async with md.subscribe([C]):
+                    await trio.sleep_forever()
+
+            broker.hold("subscribe")
+            nursery.start_soon(other)  # holds the broker's lock, parked at its subscribe
+            await broker.wait_parked("subscribe")
+            nursery.start_soon(sub.set_mode, Mode.LTP)
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.start_soon(sub.add, [B])
+            await trio.testing.wait_all_tasks_blocked()
+            assert mode_of(sub) is Mode.QUOTE  # both wait for the lock
+            assert sub.symbols == {A}
+            broker.release("subscribe")
+            await trio.testing.wait_all_tasks_blocked()
+            assert mode_of(sub) is Mode.LTP
+            assert sub.symbols == {A, B}
+            assert broker.subscriptions == {A: Mode.LTP, B: Mode.LTP, C: Mode.QUOTE}
+            feed(broker).push(tick(A, Mode.FULL), tick(B, Mode.FULL))
+            assert [(t.symbol, t.mode) for t in await ticks_of(sub)] == [(A, Mode.LTP), (B, Mode.LTP)]
+            nursery.cancel_scope.cancel()
+        assert mode_of(sub) is Mode.LTP
 
 
 # ---------------------------------------------------------------------------------------------------------

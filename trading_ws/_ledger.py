@@ -288,14 +288,16 @@ class BrokerLedger:
         sub: SubscriberState,
         add: Iterable[InstrumentInfo],
         remove: Iterable[Hashable],
-        mode: Mode,
+        mode: Mode | None,
     ) -> Change:
         """Apply one subscriber's change to what is wanted, and plan the requests that raise upstream.
 
         `add` are instruments to hold (those held already are skipped), `remove` keys to let go of (those
         not held before the change are skipped), `mode` the subscriber's mode from now on (for every
-        instrument it holds). The removal is final once the
-        change is committed; until then `rollback` undoes all of it.
+        instrument it holds), or None to keep the mode it has now. Pass None rather than the mode read
+        earlier: read before the shell's lock, it may be that of a change still in progress (undone
+        later) or miss one that completes first. The removal is final once the change is committed;
+        until then `rollback` undoes all of it.
 
         Raises:
             SubscriptionLimitError: the broker's connections cannot hold the new instruments; nothing
@@ -306,6 +308,8 @@ class BrokerLedger:
         removing = [key for key in dict.fromkeys(remove) if key in held]
         self._check_capacity(sum(1 for key in adding if not self.placed(key)))
         old_mode = sub.mode
+        if mode is None:
+            mode = old_mode
         old_rank, new_rank = old_mode.rank, mode.rank
         by_key = self.by_key
         removed: dict[Hashable, tuple[str, bool]] = {}

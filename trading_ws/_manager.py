@@ -393,9 +393,10 @@ class MarketData:
         sub: SubscriberState,
         add: Sequence[str],
         remove: Sequence[str],
-        mode: Mode,
+        mode: Mode | None,
     ) -> None:
-        """Apply one subscription's change, all or nothing (see the module docstring).
+        """Apply one subscription's change, all or nothing (see the module docstring). `mode` None keeps
+        the subscription's mode, as it is once the lock is taken (the ledger reads it then).
 
         The ledger applies it to what is wanted and plans the requests that raise upstream; they are made
         here (the change is rolled back if one fails or is cancelled), then the ones that lower upstream.

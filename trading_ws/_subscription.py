@@ -21,8 +21,9 @@ from ._stats import SubscriptionStatistics
 
 __all__ = ["OrderUpdates", "Subscription", "check_symbols"]
 
-#: Applies one change of a subscription: (symbols to add, symbols to remove, the mode from now on).
-ChangeFn = Callable[[Sequence[str], Sequence[str], Mode], Awaitable[None]]
+#: Applies one change of a subscription: (symbols to add, symbols to remove, the mode from now on, or None
+#: to keep the mode it has when the change is applied: read under the broker's lock, never before it).
+ChangeFn = Callable[[Sequence[str], Sequence[str], Mode | None], Awaitable[None]]
 
 
 def check_symbols(symbols: object, what: str = "symbols") -> list[str]:
@@ -142,7 +143,7 @@ class Subscription:
             FeedClosedError: the subscription has ended.
         """
         wanted = check_symbols(symbols)
-        await self._change(wanted, (), self._state.mode)
+        await self._change(wanted, (), None)  # the mode is read under the lock
 
     async def remove(self, symbols: Iterable[str]) -> None:
         """Stop receiving `symbols`; their ticks still queued are discarded (counted in
@@ -160,7 +161,7 @@ class Subscription:
             FeedClosedError: the subscription has ended.
         """
         gone = check_symbols(symbols)
-        await self._change((), gone, self._state.mode)
+        await self._change((), gone, None)
 
     async def set_mode(self, mode: Mode | str) -> None:
         """Receive all symbols in `mode` (a `Mode`, or ``"ltp"``, ``"quote"``, ``"full"``) from now on,
