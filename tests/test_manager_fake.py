@@ -23,6 +23,7 @@ from trading_ws import (
     Broker,
     ConfigurationError,
     Connected,
+    ConnectError,
     Depth,
     DepthLevel,
     Disconnected,
@@ -233,6 +234,69 @@ async def test_a_late_joiner_is_ready_only_once_a_tick_reached_it(
             with trio.fail_after(1):
                 await second.wait_ready()
             assert await ticks(second) == [(A, 5.0)]
+
+
+async def test_wait_ready_on_an_ended_subscription_raises_its_end_at_once_or_when_it_ends(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Never ready once ended: a waiting call wakes up with the error the iterator ends with, a later
+    call raises it at once, on whichever way the subscription ended."""
+    broker = fake()
+    async with open_market_data(broker) as md:
+        # Its connection fails for good while wait_ready waits (nothing ever ticked).
+        async with md.subscribe([A]) as failed:
+            with trio.fail_after(60):  # (fails rather than hangs)
+                async with trio.open_nursery() as nursery:
+                    errors: list[BaseException] = []
+
+                    async def wait() -> None:
+                        try:
+                            await failed.wait_ready()
+                        except ConnectError as exc:
+                            errors.append(exc)
+
+                    nursery.start_soon(wait)
+                    await trio.testing.wait_all_tasks_blocked()
+                    assert errors == []
+                    start = trio.current_time()
+                    broker.connections[0].fail()
+            assert trio.current_time() == start  # woken at once
+            assert len(errors) == 1
+            assert failed.symbols == frozenset()
+            with pytest.raises(ConnectError) as info:
+                await failed.wait_ready()
+            assert info.value is errors[0]
+            with trio.fail_after(1), pytest.raises(ConnectError) as ended:
+                async for _ in failed:  # what was queued (its status events), then the same end
+                    pass
+            assert ended.value is errors[0]
+        # Its block was left: FeedClosedError, even though it had been ready.
+        async with md.subscribe([B]) as left:
+            broker.push(tick(B))
+            await left.wait_ready()
+        start = trio.current_time()
+        with trio.fail_after(60), pytest.raises(FeedClosedError):
+            await left.wait_ready()
+        assert trio.current_time() == start
+        # Overflow.BLOCK overflowed: SlowConsumerError.
+        async with md.subscribe([C], buffer=1) as slow:
+            broker.push(tick(C), tick(C))
+            with trio.fail_after(60), pytest.raises(SlowConsumerError):
+                await slow.wait_ready()
+
+
+async def test_wait_ready_checkpoints_and_a_cancelled_call_changes_nothing(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    broker = fake()
+    async with open_market_data(broker) as md, md.subscribe([A]) as sub:
+        broker.push(tick(A))
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await sub.wait_ready()  # ready, but a checkpoint all the same
+        assert scope.cancelled_caught
+        await sub.wait_ready()
+        assert await ticks(sub) == [(A, 100.0)]
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import enum
 import hashlib
 import json
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Final
 
 import attrs
@@ -59,6 +59,10 @@ _STATUS_TYPES: Final = (Connected, Disconnected, Reconnecting, Resubscribed)
 #: How many distinct order updates per broker are remembered to recognise the copies other connections
 #: deliver (they arrive within milliseconds of each other).
 _ORDERS_REMEMBERED: Final = 4096
+
+
+def _nothing() -> None:
+    return None
 
 
 class SlowConsumerError(TradingWsError):
@@ -165,6 +169,8 @@ class SubscriberQueue:
         self._closed = False
         self._error: BaseException | None = None
         self._since_checkpoint = 0
+        self.on_close: Callable[[], None] = _nothing
+        """Called once, synchronously, when the queue is closed (the subscription's end hook)."""
         self.received = 0
         self.delivered = 0
         self.dropped = 0
@@ -291,11 +297,18 @@ class SubscriberQueue:
             self._conflated.clear()
             self._ticks = 0
         self._lot.unpark_all()
+        self.on_close()
 
     @property
     def closed(self) -> bool:
         """Whether `close` was called."""
         return self._closed
+
+    def raise_if_closed(self) -> None:
+        """Raise what the consumer gets once the queue is drained, if it is closed: the error given to
+        `close`, or `FeedClosedError`. Does not block; returns if the queue is open."""
+        if self._closed:
+            self._raise_closed()
 
     # ---------------------------------------------------------------------------------------------
     # Consumer side

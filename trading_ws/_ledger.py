@@ -384,6 +384,7 @@ class BrokerLedger:
                 upstream.release(sub)
         sub.keys.clear()
         sub.waiting.clear()
+        sub.notify()
         self.dirty.update(keys)
         return keys
 
@@ -565,6 +566,8 @@ class BrokerLedger:
             if not upstream.subscribers:
                 del by_key[key]
         shard.keys.clear()
+        for sub in ended:
+            sub.notify()
 
     # ----------------------------------------------------------------------------------- liveness
 

@@ -77,6 +77,7 @@ class Subscription:
         self._overflow = overflow
         self._ready = trio.Event()
         state.notify = self._update_ready
+        queue.on_close = self._wake_on_end
 
     def __repr__(self) -> str:
         return (
@@ -186,11 +187,32 @@ class Subscription:
         """Wait until every symbol held has delivered its first tick (a snapshot counts).
 
         Blocks until then; the caller owns the timeout (``with trio.fail_after(5): await
-        sub.wait_ready()``). Symbols added later are waited for as well.
+        sub.wait_ready()``). Symbols added later are waited for as well. Always checkpoints.
+
+        Once the subscription has ended (its connection failed for good, it overflowed with
+        ``Overflow.BLOCK``, its ``async with`` block was left, or the manager closed), it can never
+        become ready: `wait_ready` raises at once, and a call waiting when it ends wakes up and raises,
+        whether or not it had been ready before (events still queued can be read: the iterator and
+        `receive_batch` raise the same error only after them).
 
         Cancellation: only waits; cancelling it changes nothing.
+
+        Raises:
+            SlowConsumerError, the connection's terminal error (e.g. `AuthenticationError`), or
+            FeedClosedError: the subscription has ended, with the error its iterator ends with.
         """
-        await self._ready.wait()
+        await trio.lowlevel.checkpoint_if_cancelled()
+        queue = self._queue
+        parked = False
+        while True:
+            queue.raise_if_closed()
+            ready = self._ready
+            if ready.is_set():
+                break
+            await ready.wait()  # set when ready, and when the subscription ends
+            parked = True
+        if not parked:
+            await trio.lowlevel.cancel_shielded_checkpoint()
 
     def statistics(self) -> SubscriptionStatistics:
         """This subscription's counters. Does not block."""
@@ -202,6 +224,10 @@ class Subscription:
             queue=self._queue.statistics(),
             last_tick_age=None if last is None else trio.current_time() - last,
         )
+
+    def _wake_on_end(self) -> None:
+        """The queue's end hook: wake `wait_ready` (it then raises the queue's error)."""
+        self._ready.set()
 
     def _update_ready(self) -> None:
         """The state's readiness hook: set the ready event once nothing is waiting for a first tick, and
