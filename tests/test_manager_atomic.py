@@ -374,6 +374,96 @@ async def test_a_failed_unsubscribe_is_logged_not_raised_and_the_next_change_mak
         assert instruments(md) == 2
 
 
+async def test_an_unsubscribe_refused_three_times_is_retried_with_backoff_until_taken(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Everyone leaves; the broker refuses the unsubscribe on leaving, on the tidy task's first pass and
+    on its retry 1 s later; the next retry, 2 s after that, is taken: nothing stays upstream, and the
+    connection's place is free again without any change having to come first."""
+    broker = fake(max_instruments_per_connection=1, max_connections=1)
+    async with open_market_data(broker) as md:
+        async with md.subscribe([A]):
+            for n in range(3):
+                broker.fail_next("unsubscribe", SubscriptionError(f"refused {n}"))
+        start = trio.current_time()
+        await trio.testing.wait_all_tasks_blocked()
+        assert broker.subscriptions == {A: Mode.QUOTE}  # refused on leaving and on the first pass
+        await trio.sleep(2.5)
+        assert broker.subscriptions == {A: Mode.QUOTE}  # refused again at +1 s
+        await trio.sleep(0.5)
+        await trio.testing.wait_all_tasks_blocked()
+        assert trio.current_time() - start == pytest.approx(3.0)
+        assert broker.subscriptions == {}  # taken at +3 s
+        assert instruments(md) == 0
+        assert [m for m in caplog.messages if "retried in the background" in m] == [
+            "broker 'fake' connection 0: unsubscribe of 1 instruments failed "
+            f"(SubscriptionError: refused {n}); retried in the background until it succeeds or the "
+            "connection ends"
+            for n in range(3)
+        ]
+        made = len(broker.requests)
+        async with md.subscribe([B]) as sub:  # the only place is free: no leftover to lower first
+            assert sub.symbols == {B}
+            assert [(r.action, r.symbols) for r in broker.requests[made:]] == [("subscribe", (B,))]
+        await trio.testing.wait_all_tasks_blocked()
+        assert broker.subscriptions == {}
+
+
+async def test_a_refused_unsubscribe_is_retried_with_a_bounded_backoff_until_the_connection_ends(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    broker = fake()
+    async with open_market_data(broker) as md:
+        async with md.subscribe([A]):
+            for _ in range(20):
+                broker.fail_next("unsubscribe", SubscriptionError("refused"))
+        start = trio.current_time()
+        await trio.sleep(10 * 60)
+        refusals = [m for m in caplog.messages if "retried in the background" in m]
+        # On leaving, the tidy task's first pass at once, then retries at +1, 3, 7, 15, 31, 63 s (the
+        # delay doubling from 1 s) and every 60 s from there (123 ... 543 s): 16 by 600 s.
+        assert len(refusals) == 16
+        assert broker.subscriptions == {A: Mode.QUOTE}
+        feed(broker).fail()
+        await trio.testing.wait_all_tasks_blocked()
+        await trio.sleep(10 * 60)
+        assert [m for m in caplog.messages if "retried in the background" in m] == refusals  # no more
+        assert trio.current_time() - start == pytest.approx(1200.0)
+        assert instruments(md) == 0
+        async with md.subscribe([A]) as sub:  # a fresh connection
+            assert sub.symbols == {A}
+            assert broker.subscriptions == {A: Mode.QUOTE}
+
+
+async def test_a_refused_downgrade_is_retried_until_taken_and_the_backoff_resets(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    broker = fake()
+    async with open_market_data(broker) as md, md.subscribe([A], mode=Mode.FULL) as sub:
+        broker.fail_next("subscribe", SubscriptionError("refused"))
+        broker.fail_next("subscribe", SubscriptionError("refused again"))
+        await sub.set_mode(Mode.LTP)  # in force at once; the downgrade is the manager's business
+        assert mode_of(sub) is Mode.LTP
+        await trio.testing.wait_all_tasks_blocked()
+        assert broker.subscriptions == {A: Mode.FULL}
+        await trio.sleep(1)
+        await trio.testing.wait_all_tasks_blocked()
+        assert broker.subscriptions == {A: Mode.LTP}
+        # A later refusal starts again from the first delay (1 s), not from where the last one stopped.
+        await sub.set_mode(Mode.QUOTE)
+        await sub.add([B])
+        assert broker.subscriptions == {A: Mode.QUOTE, B: Mode.QUOTE}  # the upgrade went through
+        broker.fail_next("unsubscribe", SubscriptionError("refused"))
+        broker.fail_next("unsubscribe", SubscriptionError("refused again"))
+        await sub.remove([B])
+        await trio.testing.wait_all_tasks_blocked()
+        assert broker.subscriptions == {A: Mode.QUOTE, B: Mode.QUOTE}
+        await trio.sleep(1)
+        await trio.testing.wait_all_tasks_blocked()
+        assert broker.subscriptions == {A: Mode.QUOTE}
+        assert instruments(md) == 1
+
+
 async def test_leaving_while_the_broker_does_not_take_the_unsubscribe(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

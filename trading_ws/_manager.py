@@ -20,7 +20,8 @@ instruments, higher modes); if one fails or is cancelled, the change is rolled b
 nothing of it remains but, at worst, upstream subscriptions nobody wants, which are harmless and are
 lowered later. Only then is the change committed in full, and the requests that lower upstream
 (unsubscribe, downgrade) follow; what they leave undone stays `dirty` in the ledger and is finished by
-the tidy task. So a held instrument is always subscribed upstream in at least the mode its holders want.
+the tidy task (a lowering the broker refuses is retried there, with backoff, until it is taken or its
+connection ends). So a held instrument is always subscribed upstream in at least the mode its holders want.
 """
 
 from __future__ import annotations
@@ -79,6 +80,11 @@ logger = logging.getLogger("trading_ws.manager")
 #: How long leaving a subscribe block waits (shielded) for its upstream unsubscribe; the rest is finished
 #: in the background.
 _LEAVE_TIMEOUT: Final = 5.0
+#: The tidy task's backoff (trio clock) after a pass that left something it could not lower (the broker
+#: refused or failed the unsubscribe or downgrade): first retry after this many seconds, doubling...
+_TIDY_RETRY_FIRST: Final = 1.0
+#: ...up to this many seconds between retries, for as long as it fails (until the connection ends).
+_TIDY_RETRY_MAX: Final = 60.0
 #: How many unknown symbols an `UnknownSymbolError` message names (its ``symbols`` has them all).
 _NAMED_IN_MESSAGE: Final = 20
 
@@ -447,8 +453,9 @@ class MarketData:
     async def _lower(self, state: _BrokerState, keys: Iterable[Hashable]) -> None:
         """Take upstream down to what the subscribers of `keys` want (lock held).
 
-        Keys left to do stay dirty. A request that fails is logged (the keys stay dirty, for the next
-        change or the tidy task); a cancellation propagates, and the tidy task finishes the rest.
+        Keys left to do stay dirty. A request that fails is logged (the keys stay dirty: the next change
+        lowers them first, and the tidy task retries them, with backoff, until the broker takes the
+        request or the connection ends); a cancellation propagates, and the tidy task finishes the rest.
         """
         ledger = state.ledger
         for request in ledger.plan_lower(keys):
@@ -460,8 +467,10 @@ class MarketData:
             except FeedClosedError:
                 continue  # the connection is gone, and what it held with it
             except Exception as exc:
+                self._tidy_wanted.set()
                 logger.warning(
-                    "broker %r connection %d: %s of %d instruments failed (%s: %s); tried again later",
+                    "broker %r connection %d: %s of %d instruments failed (%s: %s); retried in the "
+                    "background until it succeeds or the connection ends",
                     state.config.name,
                     request.shard,
                     "unsubscribe" if request.rank < 0 else f"downgrade to {MODES[request.rank].value}",
@@ -517,15 +526,34 @@ class MarketData:
             self._tidy_wanted.set()
 
     async def _tidy(self) -> None:
-        """Lower upstream where cancelled or failed changes left more than is wanted (`dirty`), in the
-        background; runs for the manager's lifetime."""
+        """Lower upstream where cancelled or failed changes, or refused lowerings, left more than is
+        wanted (`dirty`), in the background; runs for the manager's lifetime.
+
+        Woken by whatever leaves something dirty. A pass after which something is still dirty (the
+        broker failed or refused an unsubscribe or downgrade: `_lower` logged it) is retried after a
+        backoff on trio's clock (`_TIDY_RETRY_FIRST` seconds, doubling up to `_TIDY_RETRY_MAX`), for as
+        long as it fails; what a connection that failed for good held is no longer dirty (`detach`), so
+        the retries end with the request's success or the connection's end. A pass that leaves nothing
+        dirty resets the backoff.
+        """
+        delay = 0.0
         while True:
-            await self._tidy_wanted.wait()
+            if delay:
+                with trio.move_on_after(delay):  # retry then, or sooner if something new is dirty
+                    await self._tidy_wanted.wait()
+            else:
+                await self._tidy_wanted.wait()
             self._tidy_wanted = trio.Event()
             for state in self._brokers.values():
                 if state.ledger.dirty:
                     async with state.lock:
-                        await self._lower(state, set(state.ledger.dirty))
+                        if state.ledger.dirty:
+                            await self._lower(state, set(state.ledger.dirty))
+            if any(state.ledger.dirty for state in self._brokers.values()):
+                delay = min(_TIDY_RETRY_MAX, delay * 2) if delay else _TIDY_RETRY_FIRST
+                self._tidy_wanted = trio.Event()  # the failures of this pass set it: wait the delay
+            else:
+                delay = 0.0
 
     # ----------------------------------------------------------------------------------- shards
 
