@@ -23,7 +23,8 @@ from typing import Final
 
 import attrs
 
-from .._model import IST, Broker, Depth, DepthLevel, Mode, Ohlc, Tick, full_tick, ltp_tick, quote_tick
+from .._model import Broker, Depth, DepthLevel, Mode, Ohlc, Tick, full_tick, ltp_tick, quote_tick
+from ..brokers._timecache import TimeCache
 from ..brokers.kite._codec import price_divisor
 
 __all__ = [
@@ -643,19 +644,13 @@ class Market:
         )
 
 
-_TIMES: dict[int, datetime] = {}
+#: The simulator's timestamps as the codecs decode them (the one cache type of the brokers' codecs).
+_TIMES: Final = TimeCache(max_entries=1024)
 
 
 def _datetime(seconds: int) -> datetime | None:
-    # As the codec decodes a timestamp: 0 (never) is None. Timestamps repeat within a second: cache them.
-    if seconds <= 0:
-        return None
-    value = _TIMES.get(seconds)
-    if value is None:
-        if len(_TIMES) >= 1024:
-            _TIMES.clear()
-        value = _TIMES[seconds] = datetime.fromtimestamp(seconds, IST)
-    return value
+    # As the codec decodes a timestamp: 0 (never) is None.
+    return _TIMES[seconds] if seconds > 0 else None
 
 
 # An odd 128-bit constant: multiplying the step's 64-bit noise by it spreads the bits over 192.
