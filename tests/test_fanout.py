@@ -2,25 +2,34 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import attrs
 import pytest
 import trio
 import trio.testing
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from trading_ws import (
     Broker,
+    Candle,
     ConfigurationError,
     Depth,
     DepthLevel,
     Disconnected,
     Event,
     FeedClosedError,
+    Gap,
+    InstrumentPropertyChange,
+    MarketStatus,
     Mode,
     Ohlc,
+    OpenInterest,
     Overflow,
     RateLimit,
+    Reconnecting,
     SlowConsumerError,
+    Stale,
     Tick,
 )
 from trading_ws._fanout import SubscriberQueue, coerce_overflow, reduce_tick
@@ -36,8 +45,26 @@ def status() -> Disconnected:
     return Disconnected(Broker.KITE, 0, "test", 0.0)
 
 
+def oi(token: int, value: int) -> OpenInterest:
+    return OpenInterest(Broker.XTS, token, 1, value, None, 0.0)
+
+
+def market_status(segment: int, message: str) -> MarketStatus:
+    return MarketStatus(Broker.XTS, segment, message, None, None, 0.0)
+
+
+def candle(token: int, close: float) -> Candle:
+    when = datetime(2026, 12, 2, 9, 15, tzinfo=UTC)
+    return Candle(Broker.XTS, token, 1, when, close, close, close, close, 10, None, 0.0)
+
+
 def batch_of(*events: Event) -> list[Event]:
     return list(events)
+
+
+def ended(queue: SubscriberQueue) -> bool:
+    """Whether the queue is closed now (a call: mypy does not narrow it across puts)."""
+    return queue.closed
 
 
 async def drain(queue: SubscriberQueue) -> list[Event]:
@@ -59,11 +86,13 @@ async def test_drop_oldest_keeps_newest_and_counts() -> None:
     queue.put([tick(1, 1.0), status(), tick(2, 2.0)])
     queue.put([tick(3, 3.0), tick(4, 4.0), tick(5, 5.0)])
     events = await drain(queue)
-    assert [e.last_price for e in events if isinstance(e, Tick)] == [3.0, 4.0, 5.0]
-    assert sum(isinstance(e, Disconnected) for e in events) == 1  # status kept, in front
+    # The status event counts against the 3 too: two ticks fit beside it.
+    assert [e.last_price for e in events if isinstance(e, Tick)] == [4.0, 5.0]
+    assert isinstance(events[0], Disconnected)  # status kept, in front
+    assert len(events) == 3
     stats = queue.statistics()
-    assert stats.dropped == 2
-    assert stats.received == 5
+    assert stats.dropped == 3
+    assert stats.received == 6
     assert stats.peak == 3
 
 
@@ -182,7 +211,11 @@ async def test_discard_ticks_removes_only_those_instruments() -> None:
         assert any(isinstance(e, Disconnected) for e in events)
         stats = queue.statistics()
         assert stats.discarded == removed
-        assert stats.received == 1 + stats.dropped + stats.conflated + stats.depth + stats.discarded
+        assert stats.delivered == 2
+        assert (
+            stats.received
+            == stats.delivered + stats.dropped + stats.conflated + stats.depth + stats.discarded
+        )
 
 
 async def test_batch_queue_backpressure_order_and_close() -> None:
@@ -426,3 +459,173 @@ def test_a_reduced_tick_keeps_exactly_the_fields_of_its_mode() -> None:
     ltp = reduce_tick(full, Mode.LTP.rank)
     assert ltp == Tick(Broker.KITE, 7, Mode.LTP, True, 100.0, received_at=123.0, symbol="NSE:X", segment=1)
     assert full.depth is depth  # the original is untouched
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Every event counts against the buffer; market events follow the policy, status events are kept (bounded)
+
+
+@pytest.mark.parametrize("policy", list(Overflow))
+async def test_market_events_that_are_not_ticks_are_bounded_by_the_policy(policy: Overflow) -> None:
+    """50 000 open-interest updates to a queue of 10 nobody reads: never more than 10 pending."""
+    queue = SubscriberQueue(10, policy)
+    for n in range(50_000):
+        queue.put([oi(7, n)])
+    stats = queue.statistics()
+    assert stats.peak <= 10
+    if policy is Overflow.BLOCK:
+        assert queue.closed
+        with pytest.raises(SlowConsumerError, match="10 events behind") as info:
+            await queue.get_batch()
+        assert info.value.lost == 1
+        assert stats.received == 11
+        return
+    got = await drain(queue)
+    values = [e.open_interest for e in got if isinstance(e, OpenInterest)]
+    assert len(got) == len(values)
+    if policy is Overflow.DROP_OLDEST:
+        assert values == list(range(49_990, 50_000))
+        assert (stats.dropped, stats.conflated, stats.depth) == (49_990, 0, 10)
+    elif policy is Overflow.DROP_NEWEST:
+        assert values == list(range(10))
+        assert (stats.dropped, stats.conflated, stats.depth) == (49_990, 0, 10)
+    else:
+        assert values == [49_999]  # one per (type, instrument)
+        assert (stats.dropped, stats.conflated, stats.depth) == (0, 49_999, 1)
+    assert stats.received == 50_000 == len(got) + stats.dropped + stats.conflated
+
+
+async def test_conflate_keys_market_events_by_type_and_instrument_or_segment() -> None:
+    queue = SubscriberQueue(10, Overflow.CONFLATE)
+    queue.put([tick(1, 1.0), oi(1, 5), candle(1, 1.0), market_status(1, "pre-open"), oi(2, 6)])
+    queue.put([oi(1, 50), candle(1, 1.5), market_status(1, "open"), market_status(2, "closed"), tick(1, 1.1)])
+    got = await drain(queue)
+    assert [type(e).__name__ for e in got] == [
+        "Tick",
+        "OpenInterest",
+        "Candle",
+        "MarketStatus",
+        "OpenInterest",
+        "MarketStatus",
+    ]
+    assert got[0] == tick(1, 1.1)
+    assert got[1] == oi(1, 50)
+    assert isinstance(got[2], Candle)
+    assert got[2].close == 1.5
+    assert got[3] == market_status(1, "open")
+    assert got[4] == oi(2, 6)
+    assert got[5] == market_status(2, "closed")
+    stats = queue.statistics()
+    assert (stats.received, stats.conflated, stats.dropped, stats.peak) == (10, 4, 0, 6)
+    change = InstrumentPropertyChange(Broker.XTS, 3, 1, {"HighExecBand": "110"}, 0.0)
+    queue.put([change, InstrumentPropertyChange(Broker.XTS, 3, 1, {"HighExecBand": "120"}, 0.0)])
+    (latest,) = await drain(queue)
+    assert isinstance(latest, InstrumentPropertyChange)
+    assert latest.properties == {"HighExecBand": "120"}
+
+
+@pytest.mark.parametrize("policy", list(Overflow))
+async def test_status_events_count_are_never_dropped_and_may_pass_the_buffer(policy: Overflow) -> None:
+    queue = SubscriberQueue(3, policy)
+    queue.put([tick(1, 1.0), tick(2, 2.0), tick(3, 3.0)])
+    kept: list[Event] = [
+        status(),
+        Reconnecting(Broker.KITE, 0, 1, 1.0, 1.0),
+        Gap(Broker.KITE, 0, (), 0.0, 1.0),
+    ]
+    kept.append(Stale(Broker.KITE, ("NSE:A",), 30.0, 1.0))
+    queue.put(kept)
+    stats = queue.statistics()
+    assert not queue.closed
+    if policy is Overflow.DROP_OLDEST:  # room is made by dropping the oldest ticks first
+        assert (stats.depth, stats.peak, stats.dropped) == (4, 4, 3)
+    else:
+        assert (stats.depth, stats.peak, stats.dropped) == (7, 7, 0)  # past the buffer, all shown
+    queue.put([tick(4, 4.0)])  # a tick does not fit beside them
+    got = await drain(queue) if policy is not Overflow.BLOCK else None
+    if policy is Overflow.BLOCK:
+        with pytest.raises(SlowConsumerError):
+            await queue.get_batch()
+        return
+    assert got is not None
+    assert [e for e in got if not isinstance(e, Tick)] == kept
+    ticks = [e.instrument_token for e in got if isinstance(e, Tick)]
+    if policy is Overflow.DROP_OLDEST:
+        assert ticks == []  # the ticks (all of them, oldest first) went; the status events stay
+        assert queue.statistics().dropped == 4
+    else:
+        assert ticks == [1, 2, 3]
+        assert queue.statistics().dropped == 1
+
+
+@pytest.mark.parametrize("policy", list(Overflow))
+@pytest.mark.parametrize("capacity", [1, 100])
+async def test_status_events_past_the_hard_limit_end_the_queue_loudly(
+    policy: Overflow, capacity: int
+) -> None:
+    """At most capacity + max(capacity, 64) events wait; a status event beyond that (it cannot be
+    dropped) ends the queue with SlowConsumerError, whatever the policy."""
+    limit = capacity + max(capacity, 64)
+    queue = SubscriberQueue(capacity, policy)
+    for _ in range(limit):
+        queue.put([status()])
+    assert not queue.closed
+    assert queue.statistics().depth == limit
+    queue.put([status()])
+    assert ended(queue)
+    with pytest.raises(SlowConsumerError, match=f"more than {limit} events behind") as info:
+        await queue.get_batch()
+    assert info.value.lost == 1
+    assert queue.statistics().peak == limit
+
+
+def _events() -> st.SearchStrategy[list[Event]]:
+    one = st.one_of(
+        st.builds(tick, st.integers(1, 4), st.floats(1, 2)),
+        st.builds(oi, st.integers(1, 4), st.integers(0, 9)),
+        st.builds(market_status, st.integers(1, 2), st.sampled_from(["a", "b"])),
+        st.just(status()),
+    )
+    return st.lists(one, max_size=12)
+
+
+@settings(deadline=None)
+@given(
+    policy=st.sampled_from(Overflow),
+    capacity=st.integers(1, 6),
+    steps=st.lists(st.tuples(_events(), st.booleans()), max_size=25),
+)
+async def test_any_mix_of_events_stays_bounded_and_accounted(
+    policy: Overflow, capacity: int, steps: list[tuple[list[Event], bool]]
+) -> None:
+    """Depth never passes the hard limit; market events never take it past the buffer; status events are
+    lost only with the queue; every event offered is delivered, dropped, conflated, pending or discarded."""
+    queue = SubscriberQueue(capacity, policy)
+    limit = capacity + max(capacity, 64)
+    offered_status = delivered_status = 0
+    for events, read in steps:
+        if queue.closed:
+            break
+        pending = queue.statistics().depth
+        queue.put(events)
+        offered_status += sum(isinstance(e, Disconnected) for e in events)
+        stats = queue.statistics()
+        assert stats.depth <= limit
+        assert stats.peak <= limit
+        if ended(queue):  # ended loudly (what was pending went with it): BLOCK, or too many status events
+            assert policy is Overflow.BLOCK or offered_status - delivered_status > limit - capacity
+            break
+        if not any(isinstance(e, Disconnected) for e in events):
+            assert stats.depth <= max(capacity, pending)  # market events alone never pass the buffer
+        assert (
+            stats.received
+            == stats.delivered + stats.dropped + stats.conflated + stats.depth + stats.discarded
+        )
+        if read and not queue.closed and stats.depth:
+            with trio.fail_after(1):
+                delivered_status += sum(isinstance(e, Disconnected) for e in await queue.get_batch())
+    if not queue.closed:
+        delivered_status += sum(
+            isinstance(e, Disconnected) for e in (await queue.get_batch() if queue.statistics().depth else [])
+        )
+        assert delivered_status == offered_status

@@ -32,6 +32,7 @@ from trading_ws import (
     Gap,
     Mode,
     Ohlc,
+    OpenInterest,
     Overflow,
     RateLimit,
     Reconnecting,
@@ -430,7 +431,7 @@ async def test_block_policy_ends_only_the_slow_subscription(autojump_clock: trio
             broker.push(tick(A, price=float(n)))
         assert len(await ticks(fine)) == 6
         read = []
-        with pytest.raises(SlowConsumerError, match="5 ticks behind") as info:
+        with pytest.raises(SlowConsumerError, match="5 events behind") as info:
             async for event in slow:
                 read.append(event)  # pragma: no cover
         assert read == []  # ended loudly at once: what was queued is discarded with it
@@ -439,6 +440,36 @@ async def test_block_policy_ends_only_the_slow_subscription(autojump_clock: trio
         broker.push(tick(A, price=7.0))
         assert await ticks(fine) == [(A, 7.0)]
     assert broker.subscriptions == {}
+
+
+@pytest.mark.parametrize("overflow", ["drop_oldest", "drop_newest", "conflate"])
+async def test_market_events_that_are_not_ticks_follow_the_policy_and_status_events_are_kept(
+    autojump_clock: trio.testing.MockClock, overflow: str
+) -> None:
+    """Open-interest updates count against the buffer as ticks do; a status event still reaches the
+    consumer, and the statistics show everything waiting."""
+    broker = fake(broker=Broker.XTS, keyed_by_segment=True)
+    async with open_market_data(broker) as md, md.subscribe([A], buffer=10, overflow=overflow) as sub:
+        token = broker.instruments[A]
+        for n in range(5_000):
+            broker.push(OpenInterest(Broker.XTS, token, 1, n, None, 0.0))
+        stats = sub.statistics().queue
+        assert stats.peak <= 10
+        assert stats.received == 5_000
+        broker.connections[0].drop()
+        await trio.testing.wait_all_tasks_blocked()
+        got = await batch(sub)
+        assert any(isinstance(e, Disconnected) for e in got)
+        kept = [e.open_interest for e in got if isinstance(e, OpenInterest)]
+        status = len(got) - len(kept)
+        assert status >= 1
+        if overflow == "drop_oldest":  # the status events took the places of the oldest
+            assert kept == list(range(5_000 - (10 - status), 5_000))
+        elif overflow == "drop_newest":  # the status events were queued past the buffer
+            assert kept == list(range(10))
+        else:
+            assert kept == [4_999]
+        assert all(e.symbol == A for e in got if isinstance(e, OpenInterest))
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -2,9 +2,11 @@
 with explicit slow-consumer policies).
 
 The manager's reader hands each subscriber one list per broker frame with `SubscriberQueue.put`, which is
-synchronous and never blocks: a slow subscriber cannot stall the reader or any other subscriber. What
-happens when a subscriber falls `capacity` ticks behind is its `Overflow` policy. Status events
-(connection changes, gaps) are never dropped and never count against the capacity.
+synchronous and never blocks: a slow subscriber cannot stall the reader or any other subscriber. Every
+event pending counts against the queue's `capacity`; what happens when a subscriber falls `capacity`
+events behind is its `Overflow` policy, for ticks and the other market events alike. Status events
+(connection changes, gaps, staleness, the broker's messages) are never dropped; they may take the queue
+past `capacity`, by a bounded margin only (see `SubscriberQueue`).
 
 This is a bounded memory channel specialised for market data: a plain `trio.MemoryChannel` cannot drop
 its oldest item or replace a pending tick with a newer one, which is what slow consumers need. As with a
@@ -26,14 +28,18 @@ import trio
 
 from ._errors import ConfigurationError, FeedClosedError, TradingWsError
 from ._model import (
+    BrokerError,
+    BrokerMessage,
     Connected,
     Disconnected,
     Event,
     Gap,
+    MarketStatus,
     Mode,
     OrderUpdate,
     Reconnecting,
     Resubscribed,
+    Stale,
     Tick,
     ltp_tick,
     quote_tick,
@@ -56,6 +62,20 @@ _CHECKPOINT_EVERY: Final = 256
 #: `Mode.rank` by mode, for the router: a dictionary lookup per tick measured faster than the attribute.
 _RANKS: Final = {mode: mode.rank for mode in Mode}
 _STATUS_TYPES: Final = (Connected, Disconnected, Reconnecting, Resubscribed)
+#: The events a subscriber queue never drops or conflates (everything else is market data, which follows
+#: the overflow policy).
+_KEPT_TYPES: Final = (
+    Connected,
+    Disconnected,
+    Reconnecting,
+    Resubscribed,
+    Gap,
+    Stale,
+    BrokerMessage,
+    BrokerError,
+)
+#: The least margin past its capacity a queue allows for events it never drops (see `SubscriberQueue`).
+_KEPT_MARGIN: Final = 64
 #: How many distinct order updates per broker are remembered to recognise the copies other connections
 #: deliver (they arrive within milliseconds of each other).
 _ORDERS_REMEMBERED: Final = 4096
@@ -66,10 +86,12 @@ def _nothing() -> None:
 
 
 class SlowConsumerError(TradingWsError):
-    """A subscription with ``Overflow.BLOCK`` fell more than its capacity behind and was ended.
+    """A subscription fell too far behind and was ended: with ``Overflow.BLOCK``, more than its capacity;
+    with any policy, so far that even the margin for the events it never drops (status events) was used
+    up (see `SubscriberQueue`).
 
     Attributes:
-        lost: ticks that could not be queued when it ended.
+        lost: events that could not be queued when it ended.
     """
 
     def __init__(self, message: str, lost: int) -> None:
@@ -78,25 +100,29 @@ class SlowConsumerError(TradingWsError):
 
 
 class Overflow(enum.StrEnum):
-    """What a subscription does when its consumer falls `buffer` ticks behind.
+    """What a subscription does when its consumer falls `buffer` events behind: with a tick, or another
+    market event (`Candle`, `OpenInterest`, `MarketStatus`, `InstrumentPropertyChange`), that does not
+    fit. Status events are never dropped or conflated (see `SubscriberQueue`).
 
     Wherever a policy is taken, its string value does as well (``overflow="conflate"``), as for `Mode`;
     members compare equal to their values.
     """
 
     BLOCK = "block"
-    """Lose nothing: ticks wait in the subscription's buffer. The feed never waits for a slow consumer
+    """Lose nothing: events wait in the subscription's buffer. The feed never waits for a slow consumer
     (that would stall everyone), so when the buffer is full the subscription ends with
     `SlowConsumerError` — loudly, never by silently skipping ticks."""
     DROP_OLDEST = "drop_oldest"
-    """Keep the newest `buffer` ticks; the oldest pending ones are dropped (and counted)."""
+    """Keep the newest market events; the oldest pending ticks and market events are dropped (and
+    counted) to keep the queue at `buffer`."""
     DROP_NEWEST = "drop_newest"
-    """Keep the oldest `buffer` ticks; new ones that do not fit are dropped (and counted)."""
+    """Keep the oldest; new ticks and market events that do not fit are dropped (and counted)."""
     CONFLATE = "conflate"
-    """Keep only the latest pending tick per instrument, in the order instruments first became
-    pending: a slow consumer always reads the newest price of everything it holds. Replaced ticks are
-    counted as ``conflated`` (superseded, not lost); the buffer bounds the number of instruments pending,
-    and a tick of a new instrument that does not fit is dropped (and counted as ``dropped``)."""
+    """Keep only the latest pending tick per instrument (and the latest market event per event type and
+    instrument, or per type and segment for `MarketStatus`), in the order they first became pending: a
+    slow consumer always reads the newest price of everything it holds. Replaced ones are counted as
+    ``conflated`` (superseded, not lost); the buffer bounds the number of entries pending, and a new
+    one that does not fit is dropped (and counted as ``dropped``)."""
 
 
 _OVERFLOWS: Final = {member.value: member for member in Overflow}
@@ -128,21 +154,22 @@ class QueueStatistics:
     """Counters of one subscriber queue."""
 
     received: int
-    """Ticks offered to this subscriber."""
+    """Events offered to this subscriber (ticks, other market events and status events)."""
     delivered: int
-    """Events handed to the consumer (ticks and status events)."""
+    """Events handed to the consumer."""
     dropped: int
-    """Ticks lost to the overflow policy: never delivered, and no newer tick of theirs was kept instead."""
+    """Ticks and market events lost to the overflow policy: never delivered, and nothing newer of theirs
+    was kept instead (status events are never dropped)."""
     depth: int
-    """Ticks waiting now."""
+    """Events waiting now (every kind: what counts against the buffer)."""
     peak: int
-    """The most ticks ever waiting at once."""
+    """The most events ever waiting at once."""
     discarded: int = 0
     """Queued ticks removed because their symbol was removed from the subscription (not drops)."""
     conflated: int = 0
-    """Ticks replaced by a newer tick of the same instrument before they were read (``CONFLATE`` only):
-    superseded, not lost. Always
-    ``received == (ticks consumed) + dropped + conflated + depth + discarded``."""
+    """Ticks and market events replaced by a newer one of the same key before they were read
+    (``CONFLATE`` only): superseded, not lost. Always
+    ``received == delivered + dropped + conflated + depth + discarded``."""
 
 
 class SubscriberQueue:
@@ -152,6 +179,19 @@ class SubscriberQueue:
     consumer) wait for events. `close` ends the queue: the consumer drains what is pending, then gets
     `FeedClosedError`, or the error given to `close`.
 
+    Every pending event counts against `capacity` (and in ``depth`` and ``peak``). Ticks and the other
+    market events (`Candle`, `OpenInterest`, `MarketStatus`, `InstrumentPropertyChange`) follow the
+    `Overflow` policy (``CONFLATE`` keys a tick by instrument, another market event by its type and
+    instrument, or type and segment). Status events (`Connected`, `Disconnected`, `Reconnecting`,
+    `Resubscribed`, `Gap`, `Stale`, and the broker's `BrokerMessage` and `BrokerError`) are never dropped
+    or conflated: one that arrives when the queue is full is queued all the same (``DROP_OLDEST`` first
+    drops the oldest pending ticks and market events to make room for it; the other policies let it
+    pass `capacity`), up to a hard limit of ``capacity + max(capacity, 64)`` events pending; a status
+    event beyond that ends the queue with `SlowConsumerError` (whatever the policy: it cannot be skipped
+    silently, and a consumer that far behind is not reading). Market events arriving while the queue
+    is at or past `capacity` do not fit (``BLOCK`` ends, ``DROP_OLDEST`` drops the oldest market events,
+    ``DROP_NEWEST`` and ``CONFLATE`` the new ones).
+
     Raises:
         ConfigurationError: a capacity below 1, or an unknown overflow policy (see `coerce_overflow`).
     """
@@ -160,10 +200,11 @@ class SubscriberQueue:
         if type(capacity) is not int or capacity < 1:
             raise ConfigurationError(f"capacity must be an int of at least 1, got {capacity!r:.40}")
         self._capacity = capacity
+        self._limit = capacity + max(capacity, _KEPT_MARGIN)
         self._overflow = overflow = coerce_overflow(overflow)
         self._events: deque[Event] = deque()
         self._conflated: dict[object, Event] = {}
-        self._ticks = 0  # ticks pending (status events excluded)
+        self._depth = 0  # events pending, of every kind
         self._serial = 0
         self._lot = trio.lowlevel.ParkingLot()
         self._closed = False
@@ -182,89 +223,120 @@ class SubscriberQueue:
     # Producer side (synchronous, never blocks)
 
     def put(self, events: list[Event]) -> None:
-        """Queue a batch (ticks and status events) under the overflow policy. Never blocks.
+        """Queue a batch (ticks, market and status events) under the overflow policy. Never blocks.
 
         Does nothing once the queue is closed.
         """
         if self._closed:
             return
-        overflow = self._overflow
-        if overflow is Overflow.CONFLATE:
-            self._put_conflated(events)
-        else:
-            incoming = 0
-            for event in events:
-                if type(event) is Tick:
-                    incoming += 1
-            self.received += incoming
-            room = self._capacity - self._ticks
-            if incoming <= room:
-                self._events.extend(events)
-                self._ticks += incoming
-            elif overflow is Overflow.DROP_OLDEST:
-                self._events.extend(events)
-                self._ticks += incoming
-                self._drop_oldest(self._ticks - self._capacity)
-            elif overflow is Overflow.DROP_NEWEST:
-                self._put_newest_dropped(events, room)
-            else:  # BLOCK: lossless or loudly over
-                lost = incoming - max(room, 0)
-                self.close(
-                    SlowConsumerError(
-                        f"subscriber fell more than {self._capacity} ticks behind (Overflow.BLOCK); "
-                        f"{lost} ticks could not be queued",
-                        lost,
-                    ),
-                    drain=False,
-                )
+        count = len(events)
+        self.received += count
+        if self._overflow is Overflow.CONFLATE:
+            if not self._put_conflated(events):
                 return
-        if self._ticks > self.peak:
-            self.peak = self._ticks
+        elif self._depth + count <= self._capacity:  # the common case: no look at the events
+            self._events.extend(events)
+            self._depth += count
+        elif not self._put_over(events):
+            return
+        if self._depth > self.peak:
+            self.peak = self._depth
         self._lot.unpark_all()
 
+    def _put_over(self, events: list[Event]) -> bool:
+        """`put` of a batch that does not fit in full (``BLOCK``, ``DROP_OLDEST``, ``DROP_NEWEST``); False
+        if it ended the queue."""
+        overflow = self._overflow
+        capacity = self._capacity
+        limit = self._limit
+        append = self._events.append
+        depth = self._depth
+        lost = 0
+        refused = 0
+        for event in events:
+            if type(event) is Tick or not isinstance(event, _KEPT_TYPES):
+                if depth < capacity or overflow is Overflow.DROP_OLDEST:
+                    append(event)
+                    depth += 1
+                elif overflow is Overflow.DROP_NEWEST:
+                    self.dropped += 1
+                else:
+                    lost += 1  # BLOCK: lossless or loudly over
+            elif depth < limit or overflow is Overflow.DROP_OLDEST:
+                append(event)
+                depth += 1
+            else:
+                refused += 1
+        self._depth = depth
+        if overflow is Overflow.DROP_OLDEST and depth > capacity:
+            self._drop_oldest(depth - capacity)
+            if self._depth > limit:  # status events alone hold more than the hard limit
+                refused = self._depth - limit
+        if lost:
+            self._end_slow(f"fell more than {capacity} events behind (Overflow.BLOCK)", lost + refused)
+            return False
+        if refused:
+            self._end_slow(
+                f"fell more than {limit} events behind, the margin for status events (never dropped) "
+                "included",
+                refused,
+            )
+            return False
+        return True
+
+    def _end_slow(self, why: str, lost: int) -> None:
+        self.close(
+            SlowConsumerError(f"subscriber {why}; {lost} events could not be queued", lost), drain=False
+        )
+
     def _drop_oldest(self, excess: int) -> None:
+        """Drop the `excess` oldest pending ticks and market events (as many as there are); status events
+        stay, in their order."""
         events = self._events
         kept: list[Event] = []
-        while excess > 0:
+        while excess > 0 and events:
             event = events.popleft()
-            if type(event) is Tick:
+            if type(event) is Tick or not isinstance(event, _KEPT_TYPES):
                 excess -= 1
-                self._ticks -= 1
+                self._depth -= 1
                 self.dropped += 1
             else:
-                kept.append(event)  # status events are never dropped
+                kept.append(event)
         events.extendleft(reversed(kept))
 
-    def _put_newest_dropped(self, events: list[Event], room: int) -> None:
-        append = self._events.append
-        for event in events:
-            if type(event) is Tick:
-                if room > 0:
-                    room -= 1
-                    self._ticks += 1
-                    append(event)
-                else:
-                    self.dropped += 1
-            else:
-                append(event)
-
-    def _put_conflated(self, events: list[Event]) -> None:
+    def _put_conflated(self, events: list[Event]) -> bool:
+        """`put` for ``CONFLATE``; False if it ended the queue."""
         pending = self._conflated
+        capacity = self._capacity
+        key: object
         for event in events:
             if type(event) is Tick:
-                self.received += 1
                 key = (event.segment, event.instrument_token)
-                if key in pending:
-                    pending[key] = event  # keeps its place: fair across instruments
-                    self.conflated += 1
-                elif self._ticks < self._capacity:
-                    pending[key] = event
-                    self._ticks += 1
-                else:
-                    self.dropped += 1
-            else:
+            elif isinstance(event, _KEPT_TYPES):
+                if self._depth >= self._limit:
+                    self._end_slow(
+                        f"fell more than {self._limit} events behind, the margin for status events "
+                        "(never dropped) included",
+                        1,
+                    )
+                    return False
                 self._serial += 1
                 pending[("status", self._serial)] = event
+                self._depth += 1
+                continue
+            elif isinstance(event, MarketStatus):
+                key = (MarketStatus, event.segment)
+            else:
+                key = (type(event), getattr(event, "segment", None), getattr(event, "instrument_token", None))
+            if key in pending:
+                pending[key] = event  # keeps its place: fair across instruments
+                self.conflated += 1
+            elif self._depth < capacity:
+                pending[key] = event
+                self._depth += 1
+            else:
+                self.dropped += 1
+        return True
 
     def discard_ticks(self, keys: set[tuple[int | None, int]]) -> int:
         """Remove queued ticks whose ``(segment, instrument_token)`` is in `keys`; returns how many."""
@@ -281,7 +353,7 @@ class SubscriberQueue:
                 else:
                     kept.append(event)
             self._events = kept
-        self._ticks -= removed
+        self._depth -= removed
         self.discarded += removed
         return removed
 
@@ -295,7 +367,7 @@ class SubscriberQueue:
         if not drain:
             self._events.clear()
             self._conflated.clear()
-            self._ticks = 0
+            self._depth = 0
         self._lot.unpark_all()
         self.on_close()
 
@@ -320,7 +392,7 @@ class SubscriberQueue:
         else:
             batch = list(self._events)
             self._events.clear()
-        self._ticks = 0
+        self._depth = 0
         self.delivered += len(batch)
         return batch
 
@@ -373,8 +445,7 @@ class SubscriberQueue:
             if not self._events:
                 return await self._get_slow()
             event = self._events.popleft()
-        if type(event) is Tick:
-            self._ticks -= 1
+        self._depth -= 1
         self.delivered += 1
         self._since_checkpoint += 1
         return event
@@ -397,7 +468,7 @@ class SubscriberQueue:
             self.received,
             self.delivered,
             self.dropped,
-            self._ticks,
+            self._depth,
             self.peak,
             self.discarded,
             self.conflated,

@@ -203,9 +203,11 @@ class MarketData:
             broker: the configured broker's name; default: the first broker whose master knows every
                 symbol.
             user_id: a label for statistics and reprs.
-            buffer: how many ticks may wait for the consumer (for ``CONFLATE``: how many instruments).
-            overflow: what happens when they do not fit (an `Overflow`, or its value: ``"block"``,
-                ``"drop_oldest"``, ``"drop_newest"``, ``"conflate"``).
+            buffer: how many events may wait for the consumer, of every kind (for ``CONFLATE``: how
+                many instruments and events pending); status events, never dropped, may pass it by a
+                bounded margin (see `SubscriberQueue`).
+            overflow: what happens when ticks and other market events do not fit (an `Overflow`, or its
+                value: ``"block"``, ``"drop_oldest"``, ``"drop_newest"``, ``"conflate"``).
 
         Cancellation: entering is all or nothing. If it is cancelled (or fails), there is no
         subscription: nothing is held, and an upstream request already completed for it is undone in the

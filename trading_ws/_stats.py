@@ -49,9 +49,10 @@ class MarketDataStatistics:
     ticks_out: int
     """Tick deliveries offered to subscriber queues (one tick to three subscribers counts three)."""
     dropped: int
-    """Ticks lost to subscribers' overflow policies, summed."""
+    """Ticks and other market events lost to subscribers' overflow policies, summed."""
     conflated: int = 0
-    """Ticks replaced by a newer one of the same instrument in ``CONFLATE`` queues, summed (not lost)."""
+    """Ticks and market events replaced by a newer one of the same key in ``CONFLATE`` queues, summed
+    (not lost)."""
 
 
 @attrs.frozen
