@@ -6,33 +6,45 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import math
 import re
 import subprocess
 import sys
 from collections.abc import Callable, Coroutine
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import trio
 import trio.testing
+from hypothesis import given, settings, strategies as st
 
 import trading_ws.testing
 from trading_ws import (
     AuthenticationError,
     Broker,
+    BrokerMessage,
+    Candle,
     ConfigurationError,
     Connected,
     ConnectError,
+    Depth,
     Disconnected,
     Event,
     FeedClosedError,
     Gap,
+    InstrumentPropertyChange,
+    MarketStatus,
     Mode,
+    Ohlc,
+    OpenInterest,
     OrderUpdate,
     RateLimit,
     Reconnecting,
     Resubscribed,
+    Stale,
     Subscription,
     SubscriptionError,
     Tick,
@@ -134,6 +146,7 @@ def test_the_pages_examples_are_found() -> None:
         "test_a_cancelled_subscribe_leaves_nothing",
         "test_a_drop_is_a_gap",
         "test_an_expired_token_ends_the_subscription",
+        "test_let_one_request_through_and_catch_the_next",
         "test_my_subscription",
         "test_two_users_share_one_upstream",
     ]
@@ -199,7 +212,7 @@ def test_tick_builds_a_decoded_tick() -> None:
         Mode.QUOTE,
     )
     assert (tick.last_price, tick.volume, tick.symbol, tick.tradable) == (1500.5, 7, None, True)
-    with pytest.raises(KeyError):
+    with pytest.raises(ConfigurationError, match="no instrument 'NSE:TCS'"):
         broker.tick("NSE:TCS")
 
 
@@ -253,9 +266,9 @@ async def test_wait_parked_needs_a_hold(autojump_clock: trio.testing.MockClock) 
     broker = FakeBroker(["NSE:A"])
     with pytest.raises(RuntimeError, match="hold"):
         await broker.wait_parked("connect")
-    with pytest.raises(ValueError, match="no await point"):
+    with pytest.raises(ConfigurationError, match="no await point"):
         broker.hold("login")  # type: ignore[arg-type]
-    with pytest.raises(TypeError):
+    with pytest.raises(ConfigurationError, match="exception instance"):
         broker.fail_next("master", "boom")  # type: ignore[arg-type]
 
 
@@ -388,6 +401,485 @@ async def test_an_error_raised_by_the_sink_fails_the_connection(
         with pytest.raises(RuntimeError, match="cannot push"):
             feed.push(broker.tick("NSE:A"))
     assert [[type(e) for e in batch] for batch in seen] == [[Connected], [Tick]]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Gates: release lets the parked calls go on, whatever follows
+
+
+async def test_release_then_hold_lets_the_parked_calls_go_on(autojump_clock: trio.testing.MockClock) -> None:
+    broker = FakeBroker(["NSE:A", "NSE:B"])
+    async with broker.open_feed(0, TokenBucket(broker.rate_limit)) as feed, trio.open_nursery() as nursery:
+        broker.hold("subscribe")
+        nursery.start_soon(feed.subscribe, [1], Mode.LTP)
+        nursery.start_soon(feed.subscribe, [2], Mode.QUOTE)
+        await trio.testing.wait_all_tasks_blocked()
+        assert (broker.waiting("subscribe"), feed.requests) == (2, [])
+        broker.release("subscribe")
+        broker.hold("subscribe")  # no checkpoint between: the two released calls still go on
+        assert broker.waiting("subscribe") == 0  # released calls no longer count
+        start = trio.current_time()
+        with trio.move_on_after(5) as scope:
+            await broker.wait_parked("subscribe")  # nothing new parks: it waits the 5 s out
+        assert scope.cancelled_caught
+        assert trio.current_time() - start == 5
+        assert set(feed.requests) == {  # in either order: trio runs the two released calls in any
+            Request(0, "subscribe", ("NSE:A",), Mode.LTP),
+            Request(0, "subscribe", ("NSE:B",), Mode.QUOTE),
+        }
+        assert len(feed.requests) == 2
+        # the hold still catches the next call, and wait_parked returns for it, at the moment it parks
+        parked_at: list[float] = []
+
+        async def watch() -> None:
+            await broker.wait_parked("subscribe")
+            parked_at.append(trio.current_time())
+
+        nursery.start_soon(watch)
+        await trio.sleep(3)
+        assert parked_at == []
+        nursery.start_soon(feed.subscribe, [1], Mode.FULL)
+        await trio.testing.wait_all_tasks_blocked()
+        assert parked_at == [start + 8]
+        assert (broker.waiting("subscribe"), len(feed.requests)) == (1, 2)
+        broker.release("subscribe")
+        await trio.testing.wait_all_tasks_blocked()
+        assert (broker.waiting("subscribe"), feed.requests[-1]) == (
+            0,
+            Request(0, "subscribe", ("NSE:A",), Mode.FULL),
+        )
+
+
+async def test_release_then_hold_through_the_manager(autojump_clock: trio.testing.MockClock) -> None:
+    """The review's case: let the subscribe through, catch the add that follows."""
+    broker = FakeBroker(["NSE:A", "NSE:B"])
+    async with open_market_data(broker) as md, trio.open_nursery() as nursery:
+        entered = trio.Event()
+
+        async def subscriber() -> None:
+            async with md.subscribe(["NSE:A"]) as sub:
+                entered.set()
+                await sub.add(["NSE:B"])
+                await trio.sleep_forever()
+
+        broker.hold("subscribe")
+        nursery.start_soon(subscriber)
+        await broker.wait_parked("subscribe")
+        broker.release("subscribe")
+        broker.hold("subscribe")
+        with trio.fail_after(10):  # on the virtual clock: a call re-parked by the hold fails, not hangs
+            await entered.wait()
+            await broker.wait_parked("subscribe")
+        assert broker.requests == [Request(0, "subscribe", ("NSE:A",), Mode.QUOTE)]
+        assert broker.waiting("subscribe") == 1
+        broker.release("subscribe")
+        await trio.testing.wait_all_tasks_blocked()
+        assert broker.requests == [
+            Request(0, "subscribe", ("NSE:A",), Mode.QUOTE),
+            Request(0, "subscribe", ("NSE:B",), Mode.QUOTE),
+        ]
+        assert broker.subscriptions == {"NSE:A": Mode.QUOTE, "NSE:B": Mode.QUOTE}
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_watcher_outlives_release_then_hold_and_fails_on_a_release(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    broker = FakeBroker(["NSE:A"])
+    outcomes: list[str] = []
+
+    async def watch() -> None:
+        try:
+            await broker.wait_parked("master")
+        except RuntimeError as exc:
+            outcomes.append(f"{trio.current_time():g}: {exc}")
+        else:
+            outcomes.append(f"{trio.current_time():g}: parked")
+
+    start = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        broker.hold("master")
+        nursery.start_soon(watch)
+        await trio.sleep(1)
+        broker.release("master")
+        broker.hold("master")  # the watcher, woken by the release, sees the point held again: waits on
+        await trio.sleep(1)
+        nursery.start_soon(broker.load_instruments)
+        await trio.testing.wait_all_tasks_blocked()
+        assert outcomes == [f"{start + 2:g}: parked"]
+        nursery.start_soon(watch)  # one is parked now: returns at once
+        await trio.testing.wait_all_tasks_blocked()
+        assert outcomes[1:] == [f"{start + 2:g}: parked"]
+        broker.release("master")
+        broker.hold("master")
+        nursery.start_soon(watch)
+        await trio.sleep(1)
+        broker.release("master")  # released with nothing parked: the wait could never end
+    assert outcomes[2:] == [f"{start + 3:g}: 'master' was released before a call parked there"]
+    assert broker.master_loads == 1
+
+
+_GATE_STEPS = st.lists(st.sampled_from(["call", "hold", "release", "cancel", "settle"]), max_size=40)
+
+
+@given(_GATE_STEPS)
+@settings(max_examples=150, deadline=None)
+def test_the_gate_rule(steps: list[str]) -> None:
+    """Whatever the order of calls, holds, releases and cancellations: a call that reaches a held point
+    parks; a call parked before a release goes on (even if the point is held again before it runs); a
+    cancelled one records nothing; `waiting` counts the parked calls not released, and `wait_parked`
+    returns at once exactly when there is one."""
+
+    async def main() -> None:
+        broker = FakeBroker(["NSE:A"])
+        expected: list[str] = []  # per call: new, parked, released, done, cancelled
+        outcome: list[str] = []  # per call: running, done, cancelled
+        scopes: list[trio.CancelScope] = []
+        held = False
+
+        async def call(n: int) -> None:
+            with scopes[n]:
+                await broker.load_instruments()
+                outcome[n] = "done"
+                return
+            outcome[n] = "cancelled"
+
+        async def settle() -> None:
+            await trio.testing.wait_all_tasks_blocked()
+            for n, state in enumerate(expected):
+                if state == "new":
+                    expected[n] = "parked" if held else "done"
+                elif state == "released":
+                    expected[n] = "done"
+            assert outcome == ["running" if s == "parked" else s for s in expected]
+            parked = expected.count("parked")
+            assert broker.waiting("master") == parked
+            assert broker.master_loads == expected.count("done")
+            if not held:
+                with pytest.raises(RuntimeError):
+                    await broker.wait_parked("master")
+                return
+            with trio.move_on_after(1) as scope:
+                await broker.wait_parked("master")
+            assert scope.cancelled_caught == (parked == 0)
+
+        async with trio.open_nursery() as nursery:
+            for step in [*steps, "settle", "release", "settle"]:
+                if step == "call":
+                    expected.append("new")
+                    outcome.append("running")
+                    scopes.append(trio.CancelScope())
+                    nursery.start_soon(call, len(scopes) - 1)
+                elif step == "hold":
+                    held = True
+                    broker.hold("master")
+                elif step == "release":
+                    held = False
+                    broker.release("master")
+                    expected[:] = ["released" if s == "parked" else s for s in expected]
+                elif step == "cancel" and "parked" in expected:
+                    n = expected.index("parked")
+                    expected[n] = "cancelled"
+                    scopes[n].cancel()
+                elif step == "settle":
+                    await settle()
+        assert outcome.count("running") == 0
+
+    clock = trio.testing.MockClock(autojump_threshold=0)
+    trio.run(main, clock=clock)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Arguments of FakeBroker and its helpers: ConfigurationError up front
+
+_ANYTHING = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=True),
+    st.text(max_size=8),
+    st.binary(max_size=4),
+    st.lists(st.integers(), max_size=2),
+    st.sampled_from(
+        [object(), Mode.LTP, Broker.XTS, math.inf, -0.0, datetime(2024, 1, 1), Ohlc(1.0, 2.0, 0.5, 1.5)]
+    ),
+)
+
+
+@pytest.mark.parametrize(
+    ("instruments", "options", "message"),
+    [
+        (None, {}, "iterable of symbols"),
+        (5, {}, "iterable of symbols"),
+        (b"AB", {}, "bare bytes"),
+        (bytearray(b"AB"), {}, "bare bytearray"),
+        ("NSE:A", {}, "bare str"),
+        (["NSE:A"], {"name": 5}, "name"),
+        (["NSE:A"], {"name": "x" * 65}, "name"),
+        (["NSE:A"], {"name": " "}, "name"),
+        (["NSE:A"], {"broker": "KITE"}, "broker"),
+        (["NSE:A"], {"broker": "zerodha"}, "broker"),
+        (["NSE:A"], {"broker": None}, "broker"),
+        (["NSE:A"], {"broker": 1}, "broker"),
+        (["NSE:A"], {"max_connections": True}, "max_connections"),
+        (["NSE:A"], {"max_connections": "3"}, "max_connections"),
+        (["NSE:A"], {"max_instruments_per_connection": -1}, "max_instruments_per_connection"),
+        (["NSE:A"], {"rate_limit": 5}, "rate_limit"),
+        (["NSE:A"], {"rate_limit": (1.0, 1)}, "rate_limit"),
+        (["NSE:A"], {"keyed_by_segment": "no"}, "keyed_by_segment"),
+        (["NSE:A"], {"keyed_by_segment": None}, "keyed_by_segment"),
+        (["NSE:A"], {"keyed_by_segment": 1}, "keyed_by_segment"),
+    ],
+    ids=repr,
+)
+def test_the_constructor_names_the_bad_argument(
+    instruments: Any, options: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        FakeBroker(instruments, **options)
+
+
+@given(st.one_of(_ANYTHING, st.sampled_from(["kite", "xts", "KITE", "Xts", " kite", "kite "])))
+def test_broker_is_a_broker_or_its_exact_value(value: object) -> None:
+    if isinstance(value, Broker) or value in ("kite", "xts"):
+        assert FakeBroker(["NSE:A"], broker=value).broker is Broker(value)
+    else:
+        with pytest.raises(ConfigurationError, match="broker must be a Broker or one of 'kite', 'xts'"):
+            FakeBroker(["NSE:A"], broker=value)  # type: ignore[arg-type]
+
+
+@given(_ANYTHING)
+def test_keyed_by_segment_and_rate_limit_take_only_their_types(value: object) -> None:
+    if isinstance(value, bool):
+        assert FakeBroker(["NSE:A"], keyed_by_segment=value).keyed_by_segment is value
+    else:
+        with pytest.raises(ConfigurationError, match="keyed_by_segment"):
+            FakeBroker(["NSE:A"], keyed_by_segment=value)  # type: ignore[arg-type]
+    if value is None:
+        assert FakeBroker(["NSE:A"], rate_limit=value).rate_limit.rate == 1e9
+    else:
+        with pytest.raises(ConfigurationError, match="rate_limit"):
+            FakeBroker(["NSE:A"], rate_limit=value)  # type: ignore[arg-type]
+
+
+@given(st.one_of(_ANYTHING, st.lists(st.one_of(st.text(max_size=4), _ANYTHING), max_size=3)))
+def test_instruments_are_an_iterable_of_symbols(value: object) -> None:
+    good = (
+        isinstance(value, list)
+        and all(isinstance(symbol, str) and symbol for symbol in value)
+        and len(set(value)) == len(value)
+    )
+    if good:
+        assert isinstance(value, list)
+        assert FakeBroker(value).instruments == {symbol: n for n, symbol in enumerate(value, start=1)}
+    else:
+        with pytest.raises(ConfigurationError):
+            FakeBroker(value)  # type: ignore[arg-type]
+
+
+@given(st.one_of(_ANYTHING, st.sampled_from(["ltp", "quote", "full", "FULL", "Quote", "depth"])))
+def test_tick_takes_a_mode_or_its_value(mode: object) -> None:
+    broker = FakeBroker(["NSE:A"])
+    if isinstance(mode, str) and mode in ("ltp", "quote", "full"):
+        assert broker.tick("NSE:A", mode=mode).mode is Mode(mode)  # type: ignore[arg-type]
+    else:
+        with pytest.raises(ConfigurationError, match="mode must be a Mode"):
+            broker.tick("NSE:A", mode=mode)  # type: ignore[arg-type]
+
+
+def finite(value: object) -> bool:
+    """Whether `value` is an int or a float (not a bool) that a float holds, finite."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
+@given(st.one_of(_ANYTHING, st.floats(allow_nan=False, allow_infinity=False), st.just(10**400)))
+def test_tick_takes_a_finite_price(price: object) -> None:
+    broker = FakeBroker(["NSE:A"])
+    if finite(price):
+        tick = broker.tick("NSE:A", price)  # type: ignore[arg-type]
+        assert type(tick.last_price) is float
+        assert tick.last_price == float(price)  # type: ignore[arg-type]
+    else:
+        with pytest.raises(ConfigurationError, match="last_price"):
+            broker.tick("NSE:A", price)  # type: ignore[arg-type]
+
+
+#: A valid value of every `Tick` attribute `FakeBroker.tick` lets a test set, and what else it accepts.
+_TICK_FIELD_VALUES: dict[str, tuple[object, str]] = {
+    "tradable": (False, "bool"),
+    "last_quantity": (3, "int?"),
+    "average_price": (99.5, "number?"),
+    "volume": (10, "int?"),
+    "total_buy_quantity": (4, "int?"),
+    "total_sell_quantity": (5, "int?"),
+    "ohlc": (Ohlc(1.0, 2.0, 0.5, 1.5), "Ohlc?"),
+    "change": (-1.25, "number?"),
+    "last_trade_time": (datetime(2024, 1, 1, 9, 15), "datetime?"),
+    "exchange_time": (datetime(2024, 1, 1, 9, 15, 1), "datetime?"),
+    "oi": (7, "int?"),
+    "oi_day_high": (8, "int?"),
+    "oi_day_low": (6, "int?"),
+    "depth": (Depth([], []), "Depth?"),
+    "received_at": (1_700_000_000.5, "number"),
+    "segment": (2, "int?"),
+}
+
+
+def field_ok(kind: str, value: object) -> bool:
+    """Whether `FakeBroker.tick` must accept `value` for an attribute of `kind` (the test's own oracle)."""
+    if kind.endswith("?"):
+        if value is None:
+            return True
+        kind = kind[:-1]
+    if kind == "bool":
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    if kind == "int":
+        return isinstance(value, int)
+    if kind == "number":
+        return finite(value)
+    return isinstance(value, {"Ohlc": Ohlc, "Depth": Depth, "datetime": datetime}[kind])
+
+
+def test_tick_sets_every_other_attribute() -> None:
+    assert set(_TICK_FIELD_VALUES) == {f.name for f in attrs.fields(Tick)} - {
+        "broker",
+        "instrument_token",
+        "mode",
+        "last_price",
+        "symbol",  # the manager sets it (and it is tick()'s first parameter)
+    }
+    broker = FakeBroker(["NSE:A"])
+    fields: dict[str, Any] = {name: value for name, (value, _) in _TICK_FIELD_VALUES.items()}
+    tick = broker.tick("NSE:A", 1.0, **fields)
+    for name, value in fields.items():
+        assert getattr(tick, name) == value, name
+    for name in ("broker", "instrument_token", "bogus"):
+        bad: dict[str, Any] = {name: 1}
+        with pytest.raises(ConfigurationError, match=f"cannot set '{name}'"):
+            broker.tick("NSE:A", **bad)
+
+
+@given(st.sampled_from(sorted(_TICK_FIELD_VALUES)), _ANYTHING)
+def test_tick_fields_take_their_types(name: str, value: object) -> None:
+    broker = FakeBroker(["NSE:A"])
+    fields: dict[str, Any] = {name: value}
+    if field_ok(_TICK_FIELD_VALUES[name][1], value):
+        kind = _TICK_FIELD_VALUES[name][1]
+        stored = float(value) if kind.startswith("number") and value is not None else value  # type: ignore[arg-type]
+        assert getattr(broker.tick("NSE:A", **fields), name) == stored
+    else:
+        with pytest.raises(ConfigurationError, match=name):
+            broker.tick("NSE:A", **fields)
+
+
+@pytest.mark.parametrize("symbol", ["NSE:B", "", None, 1, b"NSE:A"], ids=repr)
+def test_tick_of_an_unknown_symbol(symbol: object) -> None:
+    with pytest.raises(ConfigurationError, match="no instrument"):
+        FakeBroker(["NSE:A"]).tick(symbol)  # type: ignore[arg-type]
+
+
+_NOT_FEED_EVENTS = [
+    "oops",
+    None,
+    object(),
+    [Tick(Broker.KITE, 1, Mode.LTP, True, 1.0)],
+    Connected(Broker.KITE, 0, 0.0),
+    Disconnected(Broker.KITE, 0, "x", 0.0),
+    Reconnecting(Broker.KITE, 0, 1, 1.0, 0.0),
+    Resubscribed(Broker.KITE, 0, 1, 0.0),
+    Gap(Broker.KITE, 0, ("NSE:A",), 0.0, 1.0),
+    Stale(Broker.KITE, ("NSE:A",), 1.0, 0.0),
+]
+
+
+@pytest.mark.parametrize("bad", _NOT_FEED_EVENTS, ids=lambda bad: type(bad).__name__)
+async def test_push_takes_only_what_a_feed_yields_and_sends_nothing_else(
+    bad: object, autojump_clock: trio.testing.MockClock
+) -> None:
+    broker = FakeBroker(["NSE:A"])
+    async with broker.open_feed(0, TokenBucket(broker.rate_limit)) as feed:
+        assert [type(e) for e in await feed.receive_batch()] == [Connected]
+        await feed.subscribe([1], Mode.LTP)
+        good = broker.tick("NSE:A", 1.0)
+        with pytest.raises(ConfigurationError):
+            broker.push(good, bad)  # type: ignore[arg-type]
+        with pytest.raises(ConfigurationError):
+            feed.push(good, bad)  # type: ignore[arg-type]
+        later = broker.tick("NSE:A", 2.0)
+        assert broker.push(later) == 1
+        assert await feed.receive_batch() == [later]  # nothing of the refused frames was delivered
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        OrderUpdate(Broker.KITE, {"order_id": "1"}, 0.0),
+        BrokerMessage(Broker.KITE, "hello", 0.0),
+        Candle(Broker.KITE, 1, 1, datetime(2024, 1, 1), 1.0, 2.0, 0.5, 1.5, 10, None, 0.0),
+        OpenInterest(Broker.KITE, 1, 1, 5, None, 0.0),
+        MarketStatus(Broker.KITE, 1, "open", None, None, 0.0),
+        InstrumentPropertyChange(Broker.KITE, 1, 1, {"HighExecBand": "10"}, 0.0),
+    ],
+    ids=lambda event: type(event).__name__,
+)
+async def test_push_takes_every_event_a_feed_yields(
+    event: Event, autojump_clock: trio.testing.MockClock
+) -> None:
+    broker = FakeBroker(["NSE:A"])
+    async with broker.open_feed(0, TokenBucket(broker.rate_limit)) as feed:
+        await feed.receive_batch()
+        await feed.subscribe([1], Mode.LTP)
+        assert broker.push(event) == 1
+        assert await feed.receive_batch() == [event]
+
+
+async def test_the_connection_helpers_check_their_arguments(autojump_clock: trio.testing.MockClock) -> None:
+    broker = FakeBroker(["NSE:A"])
+    async with broker.open_feed(0, TokenBucket(broker.rate_limit)) as feed:
+        await feed.receive_batch()
+        for reason, delay, message in [
+            (5, 1.0, "reason"),
+            (None, 1.0, "reason"),
+            ("x", -1.0, "delay"),
+            ("x", math.nan, "delay"),
+            ("x", "1", "delay"),
+            ("x", True, "delay"),
+        ]:
+            with pytest.raises(ConfigurationError, match=message):
+                feed.drop(reason, delay=delay)  # type: ignore[arg-type]
+        for error in ["boom", ValueError, 1]:
+            with pytest.raises(ConfigurationError, match="exception instance"):
+                feed.fail(error)  # type: ignore[arg-type]
+        assert feed.connected  # nothing happened
+        with pytest.raises(ConfigurationError, match="refuse"):
+            broker.refuse_credentials("yes")  # type: ignore[arg-type]
+        feed.drop("x", delay=0)
+        assert [type(e) for e in await feed.receive_batch()] == [Disconnected]
+
+
+@given(
+    st.one_of(_ANYTHING, st.sampled_from(["Master", "login", "subscribe "])).filter(
+        lambda point: (
+            not (isinstance(point, str) and point in ("master", "connect", "subscribe", "unsubscribe"))
+        )
+    )
+)
+def test_an_unknown_point_is_refused_everywhere(point: object) -> None:
+    broker = FakeBroker(["NSE:A"])
+    for method in (broker.hold, broker.release, broker.waiting):
+        with pytest.raises(ConfigurationError, match="no await point"):
+            method(point)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="no await point"):
+        broker.fail_next(point, ValueError("x"))  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="no await point"):
+        trio.run(broker.wait_parked, point)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------------------------------------------

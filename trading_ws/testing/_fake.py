@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Hashable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, Literal
+from datetime import datetime
+from typing import Any, Final, Literal, TypeAlias, get_args
 
 import attrs
 import trio
@@ -18,8 +20,23 @@ from .._errors import (
     FeedClosedError,
     SubscriptionError,
 )
-from .._model import Broker, Connected, Disconnected, Event, Mode, Reconnecting, Resubscribed, Tick
+from .._model import (
+    Broker,
+    Connected,
+    Depth,
+    Disconnected,
+    Event,
+    Gap,
+    Mode,
+    Ohlc,
+    Reconnecting,
+    Resubscribed,
+    Stale,
+    Tick,
+    coerce_mode,
+)
 from .._ratelimit import RateLimit, TokenBucket
+from .._validate import check_flag, check_instance, check_int, check_label, check_seconds
 from ..brokers._interface import InstrumentInfo
 from ..brokers._queue import Sink
 from ._gates import Gates, Point
@@ -29,7 +46,8 @@ __all__ = ["FakeBroker", "FakeConnection", "Request"]
 #: The segment id every instrument of a `FakeBroker` has (NSE's, on both brokers).
 SEGMENT = 1
 
-_CONNECTION_EVENTS = (Connected, Disconnected, Reconnecting, Resubscribed)
+_CONNECTION_EVENTS: Final = (Connected, Disconnected, Reconnecting, Resubscribed)
+_EVENT_TYPES: Final[tuple[type, ...]] = get_args(Event)
 
 
 @attrs.frozen
@@ -121,25 +139,24 @@ class FakeConnection:
     def push(self, *events: Event) -> None:
         """Hand the manager one frame of `events` on this connection, as the feed's reader task would.
 
-        Any market-data event goes, whether or not its instrument is subscribed here (a tick of an
-        instrument the manager no longer holds is dropped by the manager, as one in flight would be).
-        Does not block. If routing the frame raises (a bug, in the manager or an event's own code), the
-        connection fails for good with that error, as a real feed's does: its subscriptions end with it.
+        Any event a feed yields goes (`Tick`, `OrderUpdate`, `BrokerMessage`, `BrokerError`, `Candle`,
+        `OpenInterest`, `MarketStatus`, `InstrumentPropertyChange`), whether or not its instrument is
+        subscribed here (a tick of an instrument the manager no longer holds is dropped by the manager, as
+        one in flight would be). Does not block. If routing the frame raises (a bug, in the manager or an
+        event's own code), the connection fails for good with that error, as a real feed's does: its
+        subscriptions end with it.
 
         Raises:
+            ConfigurationError: an event is not one of those: not a trading_ws event at all, a connection
+                status event (`Connected`, `Disconnected`, `Reconnecting`, `Resubscribed`: use `drop`,
+                `reconnect` or `fail`, which keep `connected` in step with what the manager is told), or a
+                `Gap` or `Stale` (the manager makes those). Checked before anything is delivered.
             RuntimeError: the connection is down, failed or closed (a real one delivers nothing then).
-            ValueError: an event is a connection status event (`Connected`, `Disconnected`,
-                `Reconnecting`, `Resubscribed`): use `drop`, `reconnect` or `fail`, which keep `connected`
-                in step with what the manager is told.
         """
+        _check_events(events)
         self._check_usable("push to")
         if not self._up:
             raise RuntimeError(f"{self!r} is down: reconnect() it before pushing")
-        for event in events:
-            if isinstance(event, _CONNECTION_EVENTS):
-                raise ValueError(
-                    f"{type(event).__name__} is a connection status event: use drop(), reconnect() or fail()"
-                )
         self._deliver(list(events))
 
     def drop(self, reason: str = "connection lost (dropped by the test)", *, delay: float = 1.0) -> None:
@@ -152,8 +169,12 @@ class FakeConnection:
         Does not block.
 
         Raises:
+            ConfigurationError: `reason` is not a string, or `delay` not a finite number of seconds >= 0.
             RuntimeError: the connection has failed or is closed.
         """
+        if not isinstance(reason, str):
+            raise ConfigurationError(f"reason must be a string, got {type(reason).__name__}")
+        delay = check_seconds("delay", delay, allow_zero=True)
         self._check_usable("drop")
         self._attempt = 1 if self._up else self._attempt + 1
         self._up = False
@@ -193,14 +214,14 @@ class FakeConnection:
         of those instruments gets a fresh connection. Does not block.
 
         Raises:
+            ConfigurationError: `error` is not None or an exception instance.
             RuntimeError: the connection has failed already or is closed.
-            TypeError: `error` is not an exception instance.
         """
-        self._check_usable("fail")
         if error is None:
             error = ConnectError("the connection failed for good (by the test)")
         if not isinstance(error, Exception):
-            raise TypeError(f"fail takes an exception instance, not {error!r}")
+            raise ConfigurationError(f"fail takes an exception instance, not {error!r:.60}")
+        self._check_usable("fail")
         self._end(error, announce=True)
 
     # ------------------------------------------------------------------------------------- BrokerFeed
@@ -330,11 +351,17 @@ class FakeBroker:
     for 30 virtual seconds makes a `Gap` of exactly 30 seconds.
 
     `instruments` is the master: symbols (``"NSE:INFY"``), given tokens 1, 2, 3... in order, or a mapping
-    of symbol to token. Every instrument is tradable, in segment 1. A `FakeBroker` serves one manager.
+    of symbol to token. Every instrument is tradable, in segment 1. `broker` is `Broker.KITE` or
+    `Broker.XTS`, or its value ``"kite"`` or ``"xts"`` (lower case, exactly); it does not set
+    `keyed_by_segment`. A `FakeBroker` serves one manager. Does not block.
 
     Raises:
-        ConfigurationError: an empty or repeated symbol, a token that is not a positive int or is
-            repeated, a limit that is not a positive int, or a `name` that is not a non-empty string.
+        ConfigurationError: any argument that is not as described, checked before anything is built:
+            `instruments` not an iterable of symbols (a bare string or bytes included) or a mapping of
+            symbol to token; an empty or repeated symbol; a token that is not a positive int or is
+            repeated; `name` not a printable, non-blank string of at most 64 characters; `broker` not a
+            `Broker` or one of its values; a limit that is not a positive int; `rate_limit` not a
+            `RateLimit` or None; `keyed_by_segment` not a bool.
     """
 
     def __init__(
@@ -342,29 +369,20 @@ class FakeBroker:
         instruments: Iterable[str] | Mapping[str, int],
         *,
         name: str = "fake",
-        broker: Broker = Broker.KITE,
+        broker: Broker | Literal["kite", "xts"] = Broker.KITE,
         max_instruments_per_connection: int = 3000,
         max_connections: int = 3,
         rate_limit: RateLimit | None = None,
         keyed_by_segment: bool = False,
     ) -> None:
-        if isinstance(instruments, str):
-            raise ConfigurationError("instruments must be a list of symbols, not a bare string")
         tokens = _tokens(instruments)
-        if not isinstance(name, str) or not name:
-            raise ConfigurationError(f"name must be a non-empty string, not {name!r}")
-        for label, value in (
-            ("max_instruments_per_connection", max_instruments_per_connection),
-            ("max_connections", max_connections),
-        ):
-            if type(value) is not int or value < 1:
-                raise ConfigurationError(f"{label} must be a positive int, not {value!r}")
-        self._name = name
-        self._broker = Broker(broker)
-        self._per_connection = max_instruments_per_connection
-        self._max_connections = max_connections
+        self._name = check_label("name", name)
+        self._broker = _coerce_broker(broker)
+        self._per_connection = check_int("max_instruments_per_connection", max_instruments_per_connection, 1)
+        self._max_connections = check_int("max_connections", max_connections, 1)
+        check_instance("rate_limit", rate_limit, RateLimit, optional=True)
         self._rate_limit = rate_limit if rate_limit is not None else RateLimit(rate=1e9, burst=1_000_000)
-        self._by_segment = keyed_by_segment
+        self._by_segment = check_flag("keyed_by_segment", keyed_by_segment)
         self._tokens = tokens
         self._symbols: dict[Hashable, str] = {self._key(token): symbol for symbol, token in tokens.items()}
         self._gates = Gates()
@@ -384,24 +402,41 @@ class FakeBroker:
         """The instrument master: symbol -> token (a copy)."""
         return dict(self._tokens)
 
-    def tick(self, symbol: str, last_price: float = 100.0, *, mode: Mode = Mode.LTP, **fields: Any) -> Tick:
-        """A `Tick` of `symbol` as a feed decodes it (its token and segment, no symbol yet: the manager
-        sets that), received now (`received_at`, on the broker's clock: see `FakeBroker`); `fields` sets
-        any other `Tick` attribute (``volume=10``, ``ohlc=...``). Does not block.
+    def tick(
+        self,
+        symbol: str,
+        last_price: float = 100.0,
+        *,
+        mode: Mode | Literal["ltp", "quote", "full"] = Mode.LTP,
+        **fields: Any,
+    ) -> Tick:
+        """A `Tick` of `symbol` as a feed decodes it (its token, tradable, segment 1, no symbol yet: the
+        manager sets that), received now (`received_at`, on the broker's clock: see `FakeBroker`).
+
+        `mode` is a `Mode` or its value (``"ltp"``, ``"quote"``, ``"full"``). `fields` sets any other
+        `Tick` attribute but `symbol` (``volume=10``, ``ohlc=...``, ``segment=2``), each of its type: an
+        int for the quantities, open interest and `segment`, a finite number for `average_price`, `change`
+        and `received_at`, a bool for `tradable`, an `Ohlc`, a `Depth`, a `datetime`; None wherever the
+        attribute may be None. Prices are stored as floats. Does not block.
 
         Raises:
-            KeyError: `symbol` is not one of the broker's instruments.
+            ConfigurationError: `symbol` is not one of the broker's instruments; `last_price` is not a
+                finite number; `mode` is not a mode; a field is unknown, is `broker` or
+                `instrument_token` (they follow from the broker and `symbol`), or has the wrong type.
         """
-        token = self._tokens[symbol]
-        return Tick(
-            broker=self._broker,
-            instrument_token=token,
-            mode=Mode(mode),
-            tradable=True,
-            last_price=last_price,
-            segment=SEGMENT,
-            **{"received_at": self._now(), **fields},
-        )
+        if not isinstance(symbol, str) or symbol not in self._tokens:
+            raise ConfigurationError(f"{self._name}: no instrument {symbol!r:.60} (see instruments)")
+        values: dict[str, Any] = {
+            "broker": self._broker,
+            "instrument_token": self._tokens[symbol],
+            "mode": coerce_mode(mode),
+            "tradable": True,
+            "last_price": _finite("last_price", last_price),
+            "segment": SEGMENT,
+        }
+        values.update(_tick_fields(fields))
+        values.setdefault("received_at", self._now())
+        return Tick(**values)
 
     # ------------------------------------------------------------------------------------- driving
 
@@ -413,8 +448,10 @@ class FakeBroker:
         status); a connection with nothing to get gets no frame. Does not block.
 
         Raises:
-            ValueError: an event is a connection status event (see `FakeConnection.push`).
+            ConfigurationError: an event is not one a feed yields (see `FakeConnection.push`); checked
+                before any connection gets anything.
         """
+        _check_events(events)
         sent = 0
         for connection in list(self._connections):
             if not connection.connected:
@@ -429,53 +466,64 @@ class FakeBroker:
         """From now on (until called with False), refuse the credentials, as a broker does once an access
         token has expired: loading the master and opening a connection raise `AuthenticationError` (the
         manager hands it to the subscribe call that needed them), and a `FakeConnection.reconnect` fails
-        its connection for good with it. Connections that are up stay up. Does not block."""
-        self._refused = bool(refuse)
+        its connection for good with it. Connections that are up stay up. Does not block.
+
+        Raises:
+            ConfigurationError: `refuse` is not a bool.
+        """
+        self._refused = check_flag("refuse", refuse)
 
     def hold(self, point: Point) -> None:
         """From now on, every call that reaches `point` parks there until `release` (each request waits for
-        the rate limiter first, and records nothing until it has passed). Does not block.
+        the rate limiter first, and records nothing until it has passed). Every call: the manager's own
+        background requests too (the tidy task's unsubscribes and mode downgrades, the unsubscribe when a
+        subscription leaves), not only the application's. Does not block.
 
         Raises:
-            ValueError: `point` is not ``"master"``, ``"connect"``, ``"subscribe"`` or ``"unsubscribe"``.
+            ConfigurationError: `point` is not ``"master"``, ``"connect"``, ``"subscribe"`` or
+                ``"unsubscribe"``.
         """
         self._gates.hold(point)
 
     def release(self, point: Point) -> None:
-        """Let the calls parked at `point` go on, and later ones pass. Does not block.
+        """Let the calls parked at `point` go on, and later ones pass. The calls parked now go on whatever
+        happens next: ``release(point); hold(point)`` lets them through and parks only later calls. Does
+        not block.
 
         Raises:
-            ValueError: an unknown `point`.
+            ConfigurationError: an unknown `point`.
         """
         self._gates.release(point)
 
     async def wait_parked(self, point: Point) -> None:
-        """Block until a call is parked at `point` (at once if one is already). Use it to cancel that
-        call at exactly that await, or to act while it waits.
+        """Block until a call is parked at `point` and not released (at once if one is already). Use it to
+        cancel that call at exactly that await, or to act while it waits. After ``release(point);
+        hold(point)`` it waits for a new call: the released ones do not count.
 
         Cancellation: nothing to undo.
 
         Raises:
-            RuntimeError: `point` is not held and nothing is parked there (the wait could never end).
-            ValueError: an unknown `point`.
+            RuntimeError: `point` is not held (the wait could never end), or is released before a call
+                parks there.
+            ConfigurationError: an unknown `point`.
         """
         await self._gates.wait_parked(point)
 
     def waiting(self, point: Point) -> int:
-        """How many calls are parked at `point` now. Does not block.
+        """How many calls are parked at `point` now and not released. Does not block.
 
         Raises:
-            ValueError: an unknown `point`.
+            ConfigurationError: an unknown `point`.
         """
         return self._gates.waiting(point)
 
     def fail_next(self, point: Point, error: Exception) -> None:
         """Make the next call that reaches `point` raise `error` (once; several calls queue their errors in
-        order). A failed request records nothing. Does not block.
+        order). A failed request records nothing. The call may be the manager's own: what the manager
+        does with the error is its business (see docs/testing.md). Does not block.
 
         Raises:
-            ValueError: an unknown `point`.
-            TypeError: `error` is not an exception instance.
+            ConfigurationError: an unknown `point`, or `error` is not an exception instance.
         """
         self._gates.fail_next(point, error)
 
@@ -619,20 +667,137 @@ class FakeBroker:
         return key in connection._modes
 
 
-def _tokens(instruments: Iterable[str] | Mapping[str, int]) -> dict[str, int]:
+def _tokens(instruments: object) -> dict[str, int]:
+    """The master `FakeBroker` is given, as symbol -> token, or ConfigurationError."""
+    if isinstance(instruments, (str, bytes, bytearray, memoryview)):
+        raise ConfigurationError(
+            f"instruments must be an iterable of symbols (or a mapping of symbol to token), not a bare "
+            f"{type(instruments).__name__}: write [{instruments!r:.40}]"
+        )
     if isinstance(instruments, Mapping):
         pairs: Sequence[tuple[object, object]] = list(instruments.items())
     else:
-        pairs = [(symbol, n) for n, symbol in enumerate(instruments, start=1)]
+        try:
+            symbols = list(instruments)  # type: ignore[call-overload]
+        except TypeError:
+            raise ConfigurationError(
+                "instruments must be an iterable of symbols (or a mapping of symbol to token), got "
+                f"{type(instruments).__name__}"
+            ) from None
+        pairs = [(symbol, n) for n, symbol in enumerate(symbols, start=1)]
     tokens: dict[str, int] = {}
     for symbol, token in pairs:
         if not isinstance(symbol, str) or not symbol:
-            raise ConfigurationError(f"an instrument's symbol must be a non-empty string, not {symbol!r}")
+            raise ConfigurationError(f"an instrument's symbol must be a non-empty string, not {symbol!r:.40}")
         if symbol in tokens:
-            raise ConfigurationError(f"instrument {symbol!r} is listed twice")
+            raise ConfigurationError(f"instrument {symbol!r:.40} is listed twice")
         if type(token) is not int or token < 1:
-            raise ConfigurationError(f"{symbol}: a token must be a positive int, not {token!r}")
+            raise ConfigurationError(f"{symbol:.40}: a token must be a positive int, not {token!r:.40}")
         tokens[symbol] = token
     if len(set(tokens.values())) != len(tokens):
         raise ConfigurationError("two instruments have the same token")
     return tokens
+
+
+def _coerce_broker(value: object) -> Broker:
+    """`value` as a `Broker`: a member, or its value exactly (``"kite"``, ``"xts"``); else
+    ConfigurationError."""
+    if isinstance(value, Broker):
+        return value
+    if isinstance(value, str):
+        for member in Broker:
+            if value == member.value:
+                return member
+    accepted = ", ".join(repr(member.value) for member in Broker)
+    raise ConfigurationError(f"broker must be a Broker or one of {accepted}, got {value!r:.40}")
+
+
+def _check_events(events: tuple[object, ...]) -> None:
+    """ConfigurationError unless every one of `events` is an event a feed yields."""
+    for event in events:
+        if not isinstance(event, _EVENT_TYPES):
+            raise ConfigurationError(
+                f"push takes trading_ws events (a Tick, an OrderUpdate...), got {type(event).__name__}"
+            )
+        if isinstance(event, _CONNECTION_EVENTS):
+            raise ConfigurationError(
+                f"{type(event).__name__} is a connection status event: use drop(), reconnect() or fail()"
+            )
+        if isinstance(event, (Gap, Stale)):
+            raise ConfigurationError(
+                f"{type(event).__name__} is made by the manager, not by a feed: drop() and reconnect() a "
+                "connection for a Gap; open_market_data(stale_after=...) sends Stale"
+            )
+
+
+def _finite(name: str, value: object) -> float:
+    """A finite int or float (not a bool), as a float; else ConfigurationError."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigurationError(f"{name} must be a number, got {type(value).__name__}")
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond any float
+        number = math.inf
+    if not math.isfinite(number):
+        raise ConfigurationError(f"{name} must be a finite number, got {value!r:.40}")
+    return number
+
+
+def _whole(name: str, value: object) -> int:
+    """An int (not a bool); else ConfigurationError."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigurationError(f"{name} must be an int, got {type(value).__name__}")
+    return value
+
+
+_Check: TypeAlias = Callable[[str, object], object]
+"""A check of one `Tick` attribute: (name, value) -> the value to store, or ConfigurationError."""
+
+
+def _kind(kind: type) -> _Check:
+    """A check that a value is a `kind` instance (ConfigurationError otherwise)."""
+
+    def check(name: str, value: object) -> object:
+        check_instance(name, value, kind)
+        return value
+
+    return check
+
+
+#: What `FakeBroker.tick` accepts for each `Tick` attribute it lets a test set: (check, may be None).
+_TICK_FIELDS: Final[dict[str, tuple[_Check, bool]]] = {
+    "tradable": (check_flag, False),
+    "last_quantity": (_whole, True),
+    "average_price": (_finite, True),
+    "volume": (_whole, True),
+    "total_buy_quantity": (_whole, True),
+    "total_sell_quantity": (_whole, True),
+    "ohlc": (_kind(Ohlc), True),
+    "change": (_finite, True),
+    "last_trade_time": (_kind(datetime), True),
+    "exchange_time": (_kind(datetime), True),
+    "oi": (_whole, True),
+    "oi_day_high": (_whole, True),
+    "oi_day_low": (_whole, True),
+    "depth": (_kind(Depth), True),
+    "received_at": (_finite, False),
+    "segment": (_whole, True),
+}
+
+
+def _tick_fields(fields: Mapping[str, object]) -> dict[str, object]:
+    """`fields` of `FakeBroker.tick`, checked (floats made floats); else ConfigurationError."""
+    checked: dict[str, object] = {}
+    for name, value in fields.items():
+        try:
+            check, optional = _TICK_FIELDS[name]
+        except KeyError:
+            if name in ("broker", "instrument_token"):
+                why = "it follows from the broker and the symbol"
+            elif name == "symbol":
+                why = "the manager sets it"
+            else:
+                why = "Tick has no such attribute"
+            raise ConfigurationError(f"tick() cannot set {name!r:.40}: {why}") from None
+        checked[name] = None if value is None and optional else check(name, value)
+    return checked

@@ -8,6 +8,8 @@ from typing import Final, Literal, get_args
 import attrs
 import trio
 
+from .._errors import ConfigurationError
+
 __all__ = ["POINTS", "Gates", "Point"]
 
 Point = Literal["master", "connect", "subscribe", "unsubscribe"]
@@ -21,9 +23,14 @@ POINTS: Final[tuple[Point, ...]] = get_args(Point)
 @attrs.define
 class _Gate:
     held: bool = False
+    generation: int = 0
+    """Bumped by every `Gates.release`: a call parked under an older generation has been released, and
+    goes on whatever happens after (a `hold` right after the `release` catches only later calls)."""
     waiting: int = 0
-    parked: trio.Event = attrs.Factory(trio.Event)
+    """Calls parked and not released (a released call no longer counts, even before it has run)."""
     lot: trio.lowlevel.ParkingLot = attrs.Factory(trio.lowlevel.ParkingLot)
+    watchers: trio.lowlevel.ParkingLot = attrs.Factory(trio.lowlevel.ParkingLot)
+    """The `Gates.wait_parked` calls, woken when a call parks or the point is released."""
     errors: list[Exception] = attrs.Factory(list)
 
 
@@ -36,45 +43,54 @@ class Gates:
     def _gate(self, point: Point) -> _Gate:
         try:
             return self._gates[point]
-        except KeyError:
-            raise ValueError(f"no await point {point!r}: one of {', '.join(POINTS)}") from None
+        except (KeyError, TypeError):
+            raise ConfigurationError(f"no await point {point!r:.40}: one of {', '.join(POINTS)}") from None
 
     def hold(self, point: Point) -> None:
-        gate = self._gate(point)
-        if not gate.held:
-            gate.held = True
-            if not gate.waiting:
-                gate.parked = trio.Event()
+        self._gate(point).held = True
 
     def release(self, point: Point) -> None:
         gate = self._gate(point)
         gate.held = False
+        gate.generation += 1
+        gate.waiting = 0
         gate.lot.unpark_all()
+        gate.watchers.unpark_all()
 
     def waiting(self, point: Point) -> int:
         return self._gate(point).waiting
 
     async def wait_parked(self, point: Point) -> None:
         gate = self._gate(point)
-        if not gate.held and not gate.waiting:
+        if not gate.held:
             raise RuntimeError(f"nothing can park at {point!r}: hold({point!r}) first")
-        await gate.parked.wait()
+        await trio.lowlevel.checkpoint()
+        while not gate.waiting:
+            if not gate.held:
+                raise RuntimeError(f"{point!r} was released before a call parked there")
+            await gate.watchers.park()
 
     def fail_next(self, point: Point, error: Exception) -> None:
+        gate = self._gate(point)
         if not isinstance(error, Exception):
-            raise TypeError(f"fail_next takes an exception instance, not {error!r}")
-        self._gate(point).errors.append(error)
+            raise ConfigurationError(f"fail_next takes an exception instance, not {error!r:.60}")
+        gate.errors.append(error)
 
     async def pass_through(self, point: Point) -> None:
-        """Checkpoint; raise the next queued error of `point`, if any; then wait while it is held."""
+        """Checkpoint; raise the next queued error of `point`, if any; then wait while it is held (until
+        the next `release`, even if the point is held again at once)."""
         await trio.lowlevel.checkpoint()
         gate = self._gates[point]
         if gate.errors:
             raise gate.errors.pop(0)
-        while gate.held:
-            gate.waiting += 1
-            gate.parked.set()
-            try:
+        if not gate.held:
+            return
+        generation = gate.generation
+        gate.waiting += 1
+        gate.watchers.unpark_all()
+        try:
+            while gate.generation == generation:
                 await gate.lot.park()
-            finally:
+        finally:
+            if gate.generation == generation:  # cancelled while parked: no longer waiting
                 gate.waiting -= 1
