@@ -145,6 +145,7 @@ def test_the_pages_examples_are_found() -> None:
     assert sorted(PAGE_TESTS) == [
         "test_a_cancelled_subscribe_leaves_nothing",
         "test_a_drop_is_a_gap",
+        "test_a_refused_unsubscribe_is_tried_again",
         "test_an_expired_token_ends_the_subscription",
         "test_let_one_request_through_and_catch_the_next",
         "test_my_subscription",
