@@ -404,6 +404,26 @@ async def test_an_error_raised_by_the_sink_fails_the_connection(
     assert [[type(e) for e in batch] for batch in seen] == [[Connected], [Tick]]
 
 
+async def test_a_refused_upgrade_is_brought_back_to_the_mode_still_wanted(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """As docs/testing.md says of fail_next at an upgrade's "subscribe": the call raises, and the manager
+    then subscribes the instruments again in the mode still wanted (the refused request may have been
+    made)."""
+    broker = FakeBroker(["NSE:INFY"])
+    async with open_market_data(broker) as md, md.subscribe(["NSE:INFY"]) as sub:
+        broker.fail_next("subscribe", SubscriptionError("refused"))
+        with pytest.raises(SubscriptionError, match="refused"):
+            await sub.set_mode(Mode.FULL)
+        assert sub.mode is Mode.QUOTE
+        await trio.testing.wait_all_tasks_blocked()
+        assert broker.requests == [
+            Request(0, "subscribe", ("NSE:INFY",), Mode.QUOTE),
+            Request(0, "subscribe", ("NSE:INFY",), Mode.QUOTE),
+        ]
+        assert broker.subscriptions == {"NSE:INFY": Mode.QUOTE}
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Gates: release lets the parked calls go on, whatever follows
 
