@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import math
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Hashable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from datetime import datetime
-from typing import Any, Final, Literal, TypeAlias, get_args
+from typing import Any, Literal
 
 import attrs
 import trio
@@ -23,15 +21,11 @@ from .._errors import (
 from .._model import (
     Broker,
     Connected,
-    Depth,
     Disconnected,
     Event,
-    Gap,
     Mode,
-    Ohlc,
     Reconnecting,
     Resubscribed,
-    Stale,
     Tick,
     coerce_mode,
 )
@@ -39,15 +33,10 @@ from .._ratelimit import RateLimit, TokenBucket
 from .._validate import check_flag, check_instance, check_int, check_label, check_seconds
 from ..brokers._interface import InstrumentInfo
 from ..brokers._queue import Sink
+from ._checks import SEGMENT, check_events, coerce_broker, finite, instrument_tokens, tick_fields
 from ._gates import Gates, Point
 
 __all__ = ["FakeBroker", "FakeConnection", "Request"]
-
-#: The segment id every instrument of a `FakeBroker` has (NSE's, on both brokers).
-SEGMENT = 1
-
-_CONNECTION_EVENTS: Final = (Connected, Disconnected, Reconnecting, Resubscribed)
-_EVENT_TYPES: Final[tuple[type, ...]] = get_args(Event)
 
 
 @attrs.frozen
@@ -153,7 +142,7 @@ class FakeConnection:
                 `Gap` or `Stale` (the manager makes those). Checked before anything is delivered.
             RuntimeError: the connection is down, failed or closed (a real one delivers nothing then).
         """
-        _check_events(events)
+        check_events(events)
         self._check_usable("push to")
         if not self._up:
             raise RuntimeError(f"{self!r} is down: reconnect() it before pushing")
@@ -375,9 +364,9 @@ class FakeBroker:
         rate_limit: RateLimit | None = None,
         keyed_by_segment: bool = False,
     ) -> None:
-        tokens = _tokens(instruments)
+        tokens = instrument_tokens(instruments)
         self._name = check_label("name", name)
-        self._broker = _coerce_broker(broker)
+        self._broker = coerce_broker(broker)
         self._per_connection = check_int("max_instruments_per_connection", max_instruments_per_connection, 1)
         self._max_connections = check_int("max_connections", max_connections, 1)
         check_instance("rate_limit", rate_limit, RateLimit, optional=True)
@@ -431,10 +420,10 @@ class FakeBroker:
             "instrument_token": self._tokens[symbol],
             "mode": coerce_mode(mode),
             "tradable": True,
-            "last_price": _finite("last_price", last_price),
+            "last_price": finite("last_price", last_price),
             "segment": SEGMENT,
         }
-        values.update(_tick_fields(fields))
+        values.update(tick_fields(fields))
         values.setdefault("received_at", self._now())
         return Tick(**values)
 
@@ -451,7 +440,7 @@ class FakeBroker:
             ConfigurationError: an event is not one a feed yields (see `FakeConnection.push`); checked
                 before any connection gets anything.
         """
-        _check_events(events)
+        check_events(events)
         sent = 0
         for connection in list(self._connections):
             if not connection.connected:
@@ -665,139 +654,3 @@ class FakeBroker:
             return True
         key = (getattr(event, "segment", SEGMENT), token) if self._by_segment else token
         return key in connection._modes
-
-
-def _tokens(instruments: object) -> dict[str, int]:
-    """The master `FakeBroker` is given, as symbol -> token, or ConfigurationError."""
-    if isinstance(instruments, (str, bytes, bytearray, memoryview)):
-        raise ConfigurationError(
-            f"instruments must be an iterable of symbols (or a mapping of symbol to token), not a bare "
-            f"{type(instruments).__name__}: write [{instruments!r:.40}]"
-        )
-    if isinstance(instruments, Mapping):
-        pairs: Sequence[tuple[object, object]] = list(instruments.items())
-    else:
-        try:
-            symbols = list(instruments)  # type: ignore[call-overload]
-        except TypeError:
-            raise ConfigurationError(
-                "instruments must be an iterable of symbols (or a mapping of symbol to token), got "
-                f"{type(instruments).__name__}"
-            ) from None
-        pairs = [(symbol, n) for n, symbol in enumerate(symbols, start=1)]
-    tokens: dict[str, int] = {}
-    for symbol, token in pairs:
-        if not isinstance(symbol, str) or not symbol:
-            raise ConfigurationError(f"an instrument's symbol must be a non-empty string, not {symbol!r:.40}")
-        if symbol in tokens:
-            raise ConfigurationError(f"instrument {symbol!r:.40} is listed twice")
-        if type(token) is not int or token < 1:
-            raise ConfigurationError(f"{symbol:.40}: a token must be a positive int, not {token!r:.40}")
-        tokens[symbol] = token
-    if len(set(tokens.values())) != len(tokens):
-        raise ConfigurationError("two instruments have the same token")
-    return tokens
-
-
-def _coerce_broker(value: object) -> Broker:
-    """`value` as a `Broker`: a member, or its value exactly (``"kite"``, ``"xts"``); else
-    ConfigurationError."""
-    if isinstance(value, Broker):
-        return value
-    if isinstance(value, str):
-        for member in Broker:
-            if value == member.value:
-                return member
-    accepted = ", ".join(repr(member.value) for member in Broker)
-    raise ConfigurationError(f"broker must be a Broker or one of {accepted}, got {value!r:.40}")
-
-
-def _check_events(events: tuple[object, ...]) -> None:
-    """ConfigurationError unless every one of `events` is an event a feed yields."""
-    for event in events:
-        if not isinstance(event, _EVENT_TYPES):
-            raise ConfigurationError(
-                f"push takes trading_ws events (a Tick, an OrderUpdate...), got {type(event).__name__}"
-            )
-        if isinstance(event, _CONNECTION_EVENTS):
-            raise ConfigurationError(
-                f"{type(event).__name__} is a connection status event: use drop(), reconnect() or fail()"
-            )
-        if isinstance(event, (Gap, Stale)):
-            raise ConfigurationError(
-                f"{type(event).__name__} is made by the manager, not by a feed: drop() and reconnect() a "
-                "connection for a Gap; open_market_data(stale_after=...) sends Stale"
-            )
-
-
-def _finite(name: str, value: object) -> float:
-    """A finite int or float (not a bool), as a float; else ConfigurationError."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigurationError(f"{name} must be a number, got {type(value).__name__}")
-    try:
-        number = float(value)
-    except OverflowError:  # an int beyond any float
-        number = math.inf
-    if not math.isfinite(number):
-        raise ConfigurationError(f"{name} must be a finite number, got {value!r:.40}")
-    return number
-
-
-def _whole(name: str, value: object) -> int:
-    """An int (not a bool); else ConfigurationError."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigurationError(f"{name} must be an int, got {type(value).__name__}")
-    return value
-
-
-_Check: TypeAlias = Callable[[str, object], object]
-"""A check of one `Tick` attribute: (name, value) -> the value to store, or ConfigurationError."""
-
-
-def _kind(kind: type) -> _Check:
-    """A check that a value is a `kind` instance (ConfigurationError otherwise)."""
-
-    def check(name: str, value: object) -> object:
-        check_instance(name, value, kind)
-        return value
-
-    return check
-
-
-#: What `FakeBroker.tick` accepts for each `Tick` attribute it lets a test set: (check, may be None).
-_TICK_FIELDS: Final[dict[str, tuple[_Check, bool]]] = {
-    "tradable": (check_flag, False),
-    "last_quantity": (_whole, True),
-    "average_price": (_finite, True),
-    "volume": (_whole, True),
-    "total_buy_quantity": (_whole, True),
-    "total_sell_quantity": (_whole, True),
-    "ohlc": (_kind(Ohlc), True),
-    "change": (_finite, True),
-    "last_trade_time": (_kind(datetime), True),
-    "exchange_time": (_kind(datetime), True),
-    "oi": (_whole, True),
-    "oi_day_high": (_whole, True),
-    "oi_day_low": (_whole, True),
-    "depth": (_kind(Depth), True),
-    "received_at": (_finite, False),
-    "segment": (_whole, True),
-}
-
-
-def _tick_fields(fields: Mapping[str, object]) -> dict[str, object]:
-    """`fields` of `FakeBroker.tick`, checked (floats made floats); else ConfigurationError."""
-    checked: dict[str, object] = {}
-    for name, value in fields.items():
-        try:
-            check, optional = _TICK_FIELDS[name]
-        except KeyError:
-            if name in ("broker", "instrument_token"):
-                why = "it follows from the broker and the symbol"
-            elif name == "symbol":
-                why = "the manager sets it"
-            else:
-                why = "Tick has no such attribute"
-            raise ConfigurationError(f"tick() cannot set {name!r:.40}: {why}") from None
-        checked[name] = None if value is None and optional else check(name, value)
-    return checked
