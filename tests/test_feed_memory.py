@@ -131,6 +131,32 @@ async def test_kite_feed_runs_with_no_socket(autojump_clock: trio.abc.Clock, nur
         await connection.receive()
 
 
+def check_two_refusals_then_back(seen: list[Event], attempts: list[float]) -> None:
+    """A dropped connection whose next two handshakes are refused (HTTP 503), then back: the status
+    events in order, the exact backoff (1, 2, 4 s) and when each attempt was made on the virtual clock."""
+    assert kinds(seen) == [
+        Disconnected,
+        Reconnecting,
+        Disconnected,
+        Reconnecting,
+        Disconnected,
+        Reconnecting,
+        Connected,
+        Resubscribed,
+    ]
+    assert [(e.attempt, e.delay) for e in seen if isinstance(e, Reconnecting)] == [
+        (1, 1.0),
+        (2, 2.0),
+        (3, 4.0),
+    ]
+    assert [e.reason for e in seen if isinstance(e, Disconnected)] == [
+        "connection closed (code 1006)",
+        "broker refused the WebSocket handshake (HTTP 503)",
+        "broker refused the WebSocket handshake (HTTP 503)",
+    ]
+    assert attempts == [0.0, 1.0, 3.0, 7.0]
+
+
 async def test_kite_dropped_stream_reconnects_with_exact_backoff(
     autojump_clock: trio.abc.Clock, nursery: trio.Nursery
 ) -> None:
@@ -146,27 +172,7 @@ async def test_kite_dropped_stream_reconnects_with_exact_backoff(
         peer.refusals += [503, 503]  # the next two handshakes are refused
         await first.drop()
         seen = await events(feed, 8)
-        assert kinds(seen) == [
-            Disconnected,
-            Reconnecting,
-            Disconnected,
-            Reconnecting,
-            Disconnected,
-            Reconnecting,
-            Connected,
-            Resubscribed,
-        ]
-        assert [(e.attempt, e.delay) for e in seen if isinstance(e, Reconnecting)] == [
-            (1, 1.0),
-            (2, 2.0),
-            (3, 4.0),
-        ]
-        assert [e.reason for e in seen if isinstance(e, Disconnected)] == [
-            "connection closed (code 1006)",
-            "broker refused the WebSocket handshake (HTTP 503)",
-            "broker refused the WebSocket handshake (HTTP 503)",
-        ]
-        assert peer.attempts == [0.0, 1.0, 3.0, 7.0]
+        check_two_refusals_then_back(seen, peer.attempts)
         assert peer.refused == [503, 503]
         resubscribed = seen[-1]
         assert isinstance(resubscribed, Resubscribed)
@@ -521,27 +527,7 @@ async def test_xts_dropped_socket_reconnects_with_exact_backoff_and_no_rest(
         peer.refusals += [503, 503]
         await first.drop()
         seen = await events(feed, 8)
-        assert kinds(seen) == [
-            Disconnected,
-            Reconnecting,
-            Disconnected,
-            Reconnecting,
-            Disconnected,
-            Reconnecting,
-            Connected,
-            Resubscribed,
-        ]
-        assert [(e.attempt, e.delay) for e in seen if isinstance(e, Reconnecting)] == [
-            (1, 1.0),
-            (2, 2.0),
-            (3, 4.0),
-        ]
-        assert [e.reason for e in seen if isinstance(e, Disconnected)] == [
-            "connection closed (code 1006)",
-            "broker refused the WebSocket handshake (HTTP 503)",
-            "broker refused the WebSocket handshake (HTTP 503)",
-        ]
-        assert peer.attempts == [0.0, 1.0, 3.0, 7.0]
+        check_two_refusals_then_back(seen, peer.attempts)
         second = await peer.accepted()
         assert second.query["token"] == "token-1"
         await second.ws.send_message(xts_live(XTS_RELIANCE, Mode.FULL, 2900.0))
